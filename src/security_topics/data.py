@@ -1,0 +1,257 @@
+"""Read and validate labelled data, find duplicates, split, fingerprint.
+
+Every validation error names file, line and field, so a user labelling in a spreadsheet
+can find the cell to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from security_topics.labels import LabelSet
+from security_topics.text import dedup_key
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(ValueError):
+    """A data file is malformed; the message reads `file:line: field 'x': what is wrong`."""
+
+    def __init__(self, path: str | Path, line: int, field_name: str, message: str) -> None:
+        self.path, self.line, self.field = str(path), line, field_name
+        super().__init__(f"{path}:{line}: field '{field_name}': {message}")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled sentence; `line` is where it starts in its source file."""
+
+    text: str
+    labels: tuple[str, ...]
+    id: str = ""
+    line: int = 0
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "labels": list(self.labels), **self.meta}
+
+
+@dataclass(frozen=True)
+class Article:
+    """A news article with its gold topics (evaluation only: articles never enter training)."""
+
+    id: str
+    title: str
+    text: str
+    labels: tuple[str, ...]
+    line: int = 0
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(path, line, "encoding", f"bytes are not UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def _check_labels(values: Iterable[str], label_set: LabelSet, path: Path, line: int) -> tuple[str, ...]:
+    labels: list[str] = []
+    for value in values:
+        if value not in label_set:
+            raise DataError(path, line, "labels", f"unknown label {value!r}; the label set is {list(label_set.names)}")
+        if value not in labels:
+            labels.append(value)
+    return tuple(labels)
+
+
+def _check_text(value: Any, path: Path, line: int, name: str = "text") -> str:
+    if not isinstance(value, str):
+        raise DataError(path, line, name, f"expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(path, line, name, "is empty")
+    return value.strip()
+
+
+def read_sentences(path: str | Path, label_set: LabelSet) -> list[Example]:
+    """Read labelled sentences from CSV (`text,labels`, labels split by `|`) or JSONL."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return _read_csv(path, label_set)
+    if path.suffix == ".jsonl":
+        return [
+            Example(
+                text=_check_text(obj.get("text"), path, line),
+                labels=_check_labels(_label_list(obj, path, line), label_set, path, line),
+                id=str(obj.get("id") or f"{path.stem}:{line}"),
+                line=line,
+                meta={k: v for k, v in obj.items() if k not in ("id", "text", "labels")},
+            )
+            for line, obj in _read_jsonl(path, required=("text", "labels"))
+        ]
+    raise DataError(path, 0, "path", "unsupported file type: use .csv or .jsonl")
+
+
+def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    for column in ("text", "labels"):
+        if column not in (reader.fieldnames or []):
+            raise DataError(path, 1, column, f"missing column; the header is {reader.fieldnames}")
+    examples = []
+    line = 2  # the first data row starts after the header
+    for row in reader:
+        if None in row:
+            raise DataError(path, line, "row", f"{len(row[None])} value(s) more than the header has columns")
+        text = _check_text(row["text"], path, line)
+        if row["labels"] is None:
+            raise DataError(path, line, "labels", "missing value")
+        values = [v.strip() for v in row["labels"].split("|") if v.strip()]
+        examples.append(
+            Example(
+                text=text,
+                labels=_check_labels(values, label_set, path, line),
+                id=(row.get("id") or f"{path.stem}:{line}"),
+                line=line,
+                meta={k: v for k, v in row.items() if k not in ("id", "text", "labels")},
+            )
+        )
+        line = reader.line_num + 1
+    return examples
+
+
+def _read_jsonl(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for line, raw in enumerate(_read_text(path).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise DataError(path, line, "json", f"invalid JSON: {err.msg} (column {err.colno})") from None
+        if not isinstance(obj, dict):
+            raise DataError(path, line, "json", "each line must be a JSON object")
+        for key in required:
+            if key not in obj:
+                raise DataError(path, line, key, "missing field")
+        rows.append((line, obj))
+    return rows
+
+
+def _label_list(obj: dict[str, Any], path: Path, line: int) -> list[str]:
+    labels = obj.get("labels")
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+        raise DataError(path, line, "labels", "expected a list of strings")
+    return [v.strip() for v in labels if v.strip()]
+
+
+def read_articles(path: str | Path, label_set: LabelSet) -> list[Article]:
+    """Read articles from JSONL: `{id, title, text, labels}` per line; ids must be unique."""
+    path = Path(path)
+    articles, seen = [], {}
+    for line, obj in _read_jsonl(path, required=("id", "text", "labels")):
+        article_id = str(obj["id"])
+        if article_id in seen:
+            raise DataError(path, line, "id", f"duplicate id {article_id!r} (first on line {seen[article_id]})")
+        seen[article_id] = line
+        title = obj.get("title") or ""
+        if not isinstance(title, str):
+            raise DataError(path, line, "title", "expected a string")
+        articles.append(
+            Article(
+                id=article_id,
+                title=title.strip(),
+                text=_check_text(obj["text"], path, line),
+                labels=_check_labels(_label_list(obj, path, line), label_set, path, line),
+                line=line,
+            )
+        )
+    return articles
+
+
+def write_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for example in examples:
+            f.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
+
+
+# --- duplicates and splits ----------------------------------------------------------------
+
+def find_duplicates(examples: Sequence[Example]) -> list[list[Example]]:
+    """Groups of examples whose texts are equal after normalisation (each group ≥ 2)."""
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        groups[dedup_key(example.text)].append(example)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def split_examples(
+    examples: Sequence[Example], ratios: dict[str, float], seed: int
+) -> dict[str, list[Example]]:
+    """Seeded split, stratified by label combination; duplicates always land in one split.
+
+    Rare label combinations (too few to spread over the splits) are stratified by their
+    first label instead, so multi-label rows still reach every split where possible.
+    """
+    total = sum(ratios[s] for s in SPLITS)
+    if not np.isclose(total, 1.0):
+        raise ValueError(f"split ratios must sum to 1, got {total} from {ratios}")
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        groups[dedup_key(example.text)].append(example)
+    units = list(groups.values())
+    combo_counts = Counter("|".join(sorted(u[0].labels)) for u in units)
+    min_count = int(np.ceil(1.0 / min(r for r in ratios.values() if r > 0)))
+
+    def stratum(unit: list[Example]) -> str:
+        combo = "|".join(sorted(unit[0].labels))
+        return combo if combo_counts[combo] >= min_count else "rare:" + combo.split("|")[0]
+
+    strata: dict[str, list[list[Example]]] = defaultdict(list)
+    for unit in units:
+        strata[stratum(unit)].append(unit)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    for key in sorted(strata):
+        members = strata[key]
+        order = rng.permutation(len(members))
+        n_test = int(round(len(members) * ratios["test"]))
+        n_val = int(round(len(members) * ratios["validation"]))
+        for rank, index in enumerate(order):
+            split = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
+            out[split].extend(members[index])
+    for split in SPLITS:
+        out[split].sort(key=lambda e: (e.line, e.id))
+    return out
+
+
+def fingerprint(paths: Iterable[str | Path]) -> str:
+    """A short content hash of data files, logged with every run to tie metrics to data."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def label_counts(examples: Sequence[Example], label_set: LabelSet) -> dict[str, int]:
+    counts = Counter(label for e in examples for label in e.labels)
+    counts["none"] = sum(1 for e in examples if not e.labels)
+    return {name: counts.get(name, 0) for name in (*label_set.names, "none")}

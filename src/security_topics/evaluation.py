@@ -1,0 +1,219 @@
+"""Metrics, plots and error analysis for sentence- and article-level predictions.
+
+Everything here writes plain files (JSON, CSV, PNG, text) that DVC, MLflow and people read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sklearn.metrics import (
+    classification_report,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+)
+
+if TYPE_CHECKING:
+    from security_topics.data import Article, Example
+    from security_topics.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_predictor(
+    predictor: Predictor, examples: Sequence[Example], articles: Sequence[Article], out_dir: Path
+) -> dict[str, float]:
+    """Sentence-level (`test_*`) and article-level (`article_*`) metrics, with their reports.
+
+    Writes `metrics.json` ({"test": …, "article": …}) for DVC beside the per-level files.
+    """
+    labels = predictor.labels
+    thresholds = predictor.thresholds
+    levels: dict[str, dict[str, float]] = {}
+    if examples:
+        texts = [e.text for e in examples]
+        y_true = _encode(labels, [e.labels for e in examples])
+        scores = predictor.model.score(texts, batch_size=predictor.batch_size).probs
+        levels["test"] = write_report(out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples])
+    if articles:
+        results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+        y_true = _encode(labels, [a.labels for a in articles])
+        scores = np.array([[r.scores.get(name, 0.0) for name in labels] for r in results])
+        shown = [f"{a.title} — {a.text[:160]}" for a in articles]
+        levels["article"] = write_report(out_dir, "article", labels, y_true, scores, thresholds, shown, [a.id for a in articles])
+        with (out_dir / "article_predictions.jsonl").open("w", encoding="utf-8") as f:
+            for article, result in zip(articles, results):
+                record = {"id": article.id, "gold": list(article.labels), **result.to_dict()}
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(levels, indent=2) + "\n")
+    return {f"{level}_{k}": v for level, values in levels.items() for k, v in values.items()}
+
+
+def _encode(labels: Sequence[str], label_lists: Sequence[Sequence[str]]) -> np.ndarray:
+    return np.array([[float(name in gold) for name in labels] for gold in label_lists]).reshape(-1, len(labels))
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    """Per-topic precision/recall/F1/support, macro and micro F1, exact match (flat dict)."""
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    metrics: dict[str, float] = {
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "exact_match": float(np.mean(np.all(y_true == y_pred, axis=1))) if len(y_true) else 0.0,
+        "none_accuracy": _none_accuracy(y_true, y_pred),
+    }
+    for j, name in enumerate(labels):
+        metrics[f"{name}_precision"] = float(precision[j])
+        metrics[f"{name}_recall"] = float(recall[j])
+        metrics[f"{name}_f1"] = float(f1[j])
+        metrics[f"{name}_support"] = float(support[j])
+    return metrics
+
+
+def _none_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """How often a text with no topic is also predicted to have none (false-alarm view)."""
+    none = ~np.any(y_true > 0, axis=1)
+    return float(np.mean(~np.any(y_pred[none] > 0, axis=1))) if np.any(none) else 0.0
+
+
+def majority_baseline(y_train: np.ndarray, n_rows: int) -> np.ndarray:
+    """Predict the most frequent label combination of the training data for every row."""
+    combos, counts = np.unique(np.asarray(y_train).astype(int), axis=0, return_counts=True)
+    return np.tile(combos[np.argmax(counts)], (n_rows, 1))
+
+
+def write_report(
+    out_dir: Path,
+    prefix: str,
+    labels: Sequence[str],
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    thresholds: np.ndarray,
+    texts: Sequence[str],
+    ids: Sequence[str],
+) -> dict[str, float]:
+    """Write metrics JSON, classification report, predictions, errors and plots; return metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_pred = (scores >= thresholds).astype(int)
+    metrics = compute_metrics(y_true, y_pred, labels)
+    (out_dir / f"{prefix}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    report = classification_report(
+        y_true.astype(int), y_pred, target_names=list(labels), zero_division=0, digits=3
+    )
+    (out_dir / f"{prefix}_classification_report.txt").write_text(report)
+    _write_predictions(out_dir / f"{prefix}_predictions.csv", labels, y_true, y_pred, scores, texts, ids)
+    _write_predictions(
+        out_dir / f"{prefix}_errors.csv", labels, y_true, y_pred, scores, texts, ids, errors_only=True
+    )
+    plot_confusion(out_dir / f"{prefix}_confusion.png", labels, y_true, y_pred)
+    plot_precision_recall(out_dir / f"{prefix}_precision_recall.png", labels, y_true, scores)
+    _write_pr_points(out_dir / f"{prefix}_precision_recall.csv", labels, y_true, scores)
+    return metrics
+
+
+def _write_predictions(
+    path: Path,
+    labels: Sequence[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    scores: np.ndarray,
+    texts: Sequence[str],
+    ids: Sequence[str],
+    errors_only: bool = False,
+) -> None:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text", "gold", "predicted", "missed", "false_alarms", *[f"score_{n}" for n in labels]])
+        for i in range(len(texts)):
+            gold = {n for n, on in zip(labels, y_true[i]) if on}
+            predicted = {n for n, on in zip(labels, y_pred[i]) if on}
+            if errors_only and gold == predicted:
+                continue
+            writer.writerow(
+                [
+                    ids[i],
+                    texts[i],
+                    "|".join(sorted(gold)),
+                    "|".join(sorted(predicted)),
+                    "|".join(sorted(gold - predicted)),
+                    "|".join(sorted(predicted - gold)),
+                    *[f"{s:.4f}" for s in scores[i]],
+                ]
+            )
+
+
+def _write_pr_points(path: Path, labels: Sequence[str], y_true: np.ndarray, scores: np.ndarray) -> None:
+    """Precision-recall points in long format, which `dvc plots` reads."""
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["topic", "recall", "precision", "threshold"])
+        for j, name in enumerate(labels):
+            if not np.any(y_true[:, j] > 0):
+                continue
+            precision, recall, thresholds = precision_recall_curve(y_true[:, j], scores[:, j])
+            for p, r, t in zip(precision[:-1], recall[:-1], thresholds):
+                writer.writerow([name, f"{r:.4f}", f"{p:.4f}", f"{t:.4f}"])
+
+
+def _figure(n_panels: int) -> tuple[Any, np.ndarray]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(n_panels, 3)
+    rows = int(np.ceil(n_panels / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[n_panels:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
+def plot_confusion(path: Path, labels: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    matrices = multilabel_confusion_matrix(y_true.astype(int), y_pred.astype(int), labels=range(len(labels)))
+    fig, axes = _figure(len(labels))
+    for ax, name, matrix in zip(axes, labels, matrices):
+        ax.imshow(matrix, cmap="Blues")
+        for (r, c), value in np.ndenumerate(matrix):
+            ax.text(c, r, str(value), ha="center", va="center", color="black")
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _close(fig)
+
+
+def plot_precision_recall(path: Path, labels: Sequence[str], y_true: np.ndarray, scores: np.ndarray) -> None:
+    fig, axes = _figure(len(labels))
+    for j, (ax, name) in enumerate(zip(axes, labels)):
+        if np.any(y_true[:, j] > 0):
+            precision, recall, _ = precision_recall_curve(y_true[:, j], scores[:, j])
+            ax.plot(recall, precision)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _close(fig)
+
+
+def _close(fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -1,0 +1,175 @@
+"""Label sentences and articles with topics, scores and the evidence sentences behind them.
+
+    from security_topics import Predictor
+    predictor = Predictor.load("models/default")          # or "runs:/<id>/model", "models:/name/1"
+    result = predictor.predict_article(text, title=title)
+    result.labels                                          # ("counterterrorism", ...)
+    result.to_dict()                                       # JSON-serialisable
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from security_topics.models import load_model
+from security_topics.models.base import TopicModel
+from security_topics.text import has_arabic, split_sentences
+
+log = logging.getLogger(__name__)
+
+NO_ARABIC = "no_arabic"
+TRUNCATED = "truncated"
+EMPTY = "empty"
+
+
+@dataclass
+class SentenceResult:
+    """One sentence: its span in the source text, scores for every topic, topics over threshold."""
+
+    text: str
+    start: int
+    end: int
+    topics: list[str]
+    scores: dict[str, float]
+    source: str = "text"
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Evidence:
+    text: str
+    start: int
+    end: int
+    score: float
+    source: str = "text"
+
+
+@dataclass
+class TopicResult:
+    """An article topic, its score (the best sentence's) and the sentences that carry it."""
+
+    topic: str
+    score: float
+    evidence: list[Evidence]
+
+
+@dataclass
+class ArticleResult:
+    topics: list[TopicResult]
+    scores: dict[str, float]
+    sentences: list[SentenceResult]
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(t.topic for t in self.topics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": list(self.labels), **asdict(self)}
+
+
+def _resolve(path_or_uri: str | Path) -> Path:
+    """A local model directory, or one fetched from an MLflow `runs:/` or `models:/` URI."""
+    text = str(path_or_uri)
+    if "://" not in text and not text.startswith(("runs:/", "models:/")):
+        return Path(text)
+    from security_topics.tracking import download_model_dir
+
+    return download_model_dir(text)
+
+
+class Predictor:
+    """Scores sentences in batches and aggregates them into article topics with evidence."""
+
+    def __init__(self, model: TopicModel, batch_size: int = 64, max_evidence: int = 3) -> None:
+        self.model = model
+        self.labels = list(model.meta.labels)
+        self.thresholds = np.asarray(model.meta.thresholds, dtype=np.float64)
+        self.batch_size = batch_size
+        self.max_evidence = max_evidence
+
+    @classmethod
+    def load(cls, path_or_uri: str | Path, device: str = "auto", batch_size: int = 64) -> Predictor:
+        return cls(load_model(_resolve(path_or_uri), device=device), batch_size=batch_size)
+
+    def predict_sentences(self, sentences: Sequence[str]) -> list[SentenceResult]:
+        """Score each text as one sentence (empty text: no topics, flagged, never an error)."""
+        spans = [(s, 0, len(s), "text") for s in sentences]
+        return self._score_spans(spans)
+
+    def predict_article(self, text: str, title: str | None = None) -> ArticleResult:
+        return self.predict_articles([text], titles=[title])[0]
+
+    def predict_articles(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
+    ) -> list[ArticleResult]:
+        """Split every article into sentences, score all of them in one batched pass, aggregate."""
+        titles = titles if titles is not None else [None] * len(texts)
+        if len(titles) != len(texts):
+            raise ValueError(f"{len(titles)} titles for {len(texts)} articles")
+        spans, owners = [], []
+        for i, (text, title) in enumerate(zip(texts, titles)):
+            if title and title.strip():
+                spans.append((title.strip(), 0, len(title.strip()), "title"))
+                owners.append(i)
+            for sentence in split_sentences(text or ""):
+                spans.append((sentence.text, sentence.start, sentence.end, "text"))
+                owners.append(i)
+        scored = self._score_spans(spans)
+        grouped: list[list[SentenceResult]] = [[] for _ in texts]
+        for owner, result in zip(owners, scored):
+            grouped[owner].append(result)
+        return [self._aggregate(sentences) for sentences in grouped]
+
+    def _score_spans(self, spans: Sequence[tuple[str, int, int, str]]) -> list[SentenceResult]:
+        keep = [i for i, span in enumerate(spans) if span[0].strip()]
+        scores = self.model.score([spans[i][0] for i in keep], batch_size=self.batch_size)
+        results = []
+        row = {i: r for r, i in enumerate(keep)}
+        for i, (text, start, end, source) in enumerate(spans):
+            if i not in row:
+                results.append(SentenceResult(text, start, end, [], {}, source, [EMPTY]))
+                continue
+            probs = scores.probs[row[i]]
+            flags = [flag for flag, on in ((NO_ARABIC, not has_arabic(text)), (TRUNCATED, scores.truncated[row[i]])) if on]
+            results.append(
+                SentenceResult(
+                    text=text,
+                    start=start,
+                    end=end,
+                    topics=[n for n, p, t in zip(self.labels, probs, self.thresholds) if p >= t],
+                    scores={n: round(float(p), 6) for n, p in zip(self.labels, probs)},
+                    source=source,
+                    flags=flags,
+                )
+            )
+        return results
+
+    def _aggregate(self, sentences: list[SentenceResult]) -> ArticleResult:
+        """An article carries a topic when its best sentence does (the annotation guide's rule)."""
+        if not sentences:
+            return ArticleResult([], {}, [], [EMPTY])
+        scores = {name: max(s.scores[name] for s in sentences) for name in self.labels}
+        topics = []
+        for name, threshold in zip(self.labels, self.thresholds):
+            if scores[name] < threshold:
+                continue
+            carriers = sorted((s for s in sentences if s.scores[name] >= threshold), key=lambda s: -s.scores[name])
+            evidence = [Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[: self.max_evidence]]
+            topics.append(TopicResult(name, scores[name], evidence))
+        topics.sort(key=lambda t: -t.score)
+        flags = []
+        if not any(has_arabic(s.text) for s in sentences):
+            flags.append(NO_ARABIC)
+        if any(TRUNCATED in s.flags for s in sentences):
+            flags.append(TRUNCATED)
+        return ArticleResult(topics, scores, sentences, flags)

@@ -1,0 +1,167 @@
+"""Arabic text: normalisation and sentence splitting with character offsets.
+
+One `normalize` serves training and prediction; its settings are saved in every model
+directory so that a model is always served with the text settings it was trained with.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+# Harakat, tanween, shadda, sukun, superscript alef and Quranic marks.
+_DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
+_TATWEEL = "\u0640"
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_MENTION = re.compile(r"(?<![\w@])@\w+")
+_EASTERN_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
+_ALEF = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا"})
+_SPACES = re.compile(r"\s+")
+_ARABIC_LETTER = re.compile("[\u0621-\u064a\u0671-\u06d3\u06fa-\u06ff]")
+
+# AraBERT v0.2 (aubmindlab) preprocessing, as published with the hub models: placeholder
+# tokens for links, e-mails and users, elongations shortened, spaces around everything that
+# is not an Arabic/Latin letter or a digit.
+_ARABERT_URL = " [رابط] "
+_ARABERT_EMAIL = " [بريد] "
+_ARABERT_USER = " [مستخدم] "
+_ARABERT_ELONGATION = re.compile(r"(\D)\1{2,}")
+_ARABERT_SEPARATE = re.compile(r"([^0-9\u0621-\u063a\u0641-\u064a\u0660-\u0669a-zA-Z\[\] ])")
+_ARABERT_HTML = re.compile(r"<[^>]+>")
+
+
+@dataclass(frozen=True)
+class NormalizerConfig:
+    """Which normalisation steps run; every step is optional so models can choose."""
+
+    diacritics: bool = True
+    tatweel: bool = True
+    urls: bool = True
+    emails: bool = True
+    mentions: bool = True
+    digits: bool = True
+    alef: bool = False
+    arabert_v02: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> NormalizerConfig:
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown normalisation step(s) {unknown}; known: {sorted(known)}")
+        return cls(**{k: bool(v) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+def normalize(text: str, config: NormalizerConfig | None = None) -> str:
+    """Normalise one text according to `config` (defaults: the project's standard steps)."""
+    config = config or NormalizerConfig()
+    if config.arabert_v02:
+        return _arabert_v02(text)
+    text = unicodedata.normalize("NFC", text)
+    if config.urls:
+        text = _URL.sub(" ", text)
+    if config.emails:
+        text = _EMAIL.sub(" ", text)
+    if config.mentions:
+        text = _MENTION.sub(" ", text)
+    if config.diacritics:
+        text = _DIACRITICS.sub("", text)
+    if config.tatweel:
+        text = text.replace(_TATWEEL, "")
+    if config.digits:
+        text = text.translate(_EASTERN_DIGITS)
+    if config.alef:
+        text = text.translate(_ALEF)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _arabert_v02(text: str) -> str:
+    text = html.unescape(text)
+    text = _DIACRITICS.sub("", text).replace(_TATWEEL, "")
+    text = _URL.sub(_ARABERT_URL, text)
+    text = _EMAIL.sub(_ARABERT_EMAIL, text)
+    text = _MENTION.sub(_ARABERT_USER, text)
+    text = _ARABERT_HTML.sub(" ", text)
+    text = text.translate(_EASTERN_DIGITS)
+    text = _ARABERT_ELONGATION.sub(r"\1\1", text)
+    text = _ARABERT_SEPARATE.sub(r" \1 ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def dedup_key(text: str) -> str:
+    """A key under which texts that differ only in diacritics, punctuation or spacing are equal."""
+    text = normalize(text, NormalizerConfig(alef=True))
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+def has_arabic(text: str) -> bool:
+    return _ARABIC_LETTER.search(text) is not None
+
+
+# --- sentence splitting -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence and where it stands in the text it came from (`text == source[start:end]`)."""
+
+    text: str
+    start: int
+    end: int
+
+
+# A terminator run, optionally closed by quotes or brackets, then space or end of text.
+_BOUNDARY = re.compile(r"[.!?؟…]+[»\"”’')\]]*(?=\s|$)|\n+")
+# Abbreviations that end in a full stop but rarely end a sentence.
+ABBREVIATIONS = frozenset(
+    {
+        "د", "م", "ه", "هـ", "ص", "ج", "ق", "ت", "أ", "ش", "ب", "ع",  # single-letter Arabic
+        "ق.م", "أ.د", "ج.م.ع", "إلخ", "الخ", "تل",
+        "dr", "mr", "mrs", "ms", "prof", "no", "vs", "etc", "inc", "ltd", "co", "st", "jr", "sr",
+        "u.s", "u.k", "u.n", "e.g", "i.e", "a.m", "p.m",
+    }
+)
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    """True when the full stop at `dot` closes an abbreviation or an initial, not a sentence."""
+    match = _WORD_BEFORE.search(text, 0, dot)
+    if not match:
+        return False
+    word = match.group(1).strip(".").casefold()
+    return word in ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def split_sentences(text: str) -> list[Sentence]:
+    """Split news text into sentences at . ! ? ؟ … and newlines, keeping character offsets.
+
+    Decimals (3.5) and dates (12.03.2024) never split because a boundary needs white space
+    after it; abbreviations and initials (د. ، U.S.) do not end a sentence.
+    """
+    sentences: list[Sentence] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        terminator = match.group(0)
+        if terminator == "." and _is_abbreviation(text, match.start()):
+            continue
+        _append(sentences, text, start, match.start() if terminator.startswith("\n") else match.end())
+        start = match.end()
+    _append(sentences, text, start, len(text))
+    return sentences
+
+
+def _append(out: list[Sentence], text: str, start: int, end: int) -> None:
+    chunk = text[start:end]
+    stripped = chunk.strip()
+    if not stripped or not any(ch.isalnum() for ch in stripped):
+        return
+    begin = start + (len(chunk) - len(chunk.lstrip()))
+    out.append(Sentence(stripped, begin, begin + len(stripped)))

@@ -1,0 +1,181 @@
+"""MLflow: store set-up (fail fast when a server is down), run metadata, model logging."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
+MODEL_DIR_ARTIFACT = "model_dir"
+MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
+PARAMS_PER_CALL = 100
+
+
+class TrackingError(RuntimeError):
+    """The tracking store can not be used; the message says what to do."""
+
+
+def configure(uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
+    """Point MLflow at `uri` and select `experiment`, creating it if new; return its id.
+
+    A server that does not answer is reported at once rather than after MLflow's retries.
+    """
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        location = None
+        if artifact_root is not None and not uri.startswith(("http://", "https://")):
+            location = (Path(artifact_root).resolve() / experiment).as_uri()
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _check_server(uri: str, timeout: float = 5.0) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except (urllib.error.URLError, OSError) as err:
+        problem = str(getattr(err, "reason", err))
+    raise TrackingError(
+        f"MLflow tracking server {uri} is unreachable ({problem}). Start it (`mlflow server --port 5000`), "
+        "fix tracking.uri or MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store "
+        "experiments/mlflow.db."
+    )
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"model": {"lr": 1e-3}}` → `{"model.lr": "0.001"}`, values cut to MLflow's limit."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def log_config(cfg: DictConfig) -> None:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    params = flatten(resolved)
+    items = sorted(params.items())
+    for start in range(0, len(items), PARAMS_PER_CALL):
+        mlflow.log_params(dict(items[start : start + PARAMS_PER_CALL]))
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+
+
+def git_tags(root: str | Path = ".") -> dict[str, str]:
+    """Commit and dirty state of the working tree, so a run can be traced to code."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": "unknown"}
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+@contextmanager
+def start_run(run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    if parent_run_id:
+        tags = {**tags, "mlflow.parentRunId": parent_run_id}
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        yield run
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: str = "") -> None:
+    mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=step)
+
+
+def _requirements() -> list[str]:
+    packages = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "scikit-learn", "numpy", "pandas")
+    return [f"{name}=={metadata.version(name)}" for name in packages]
+
+
+def log_model(model_dir: Path, registered_name: str | None = None) -> str:
+    """Log the model directory as a pyfunc wrapping the Predictor; return the model URI."""
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(PYFUNC_MODEL_FILE),
+        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+        pip_requirements=_requirements(),
+        registered_model_name=registered_name or None,
+    )
+    return info.model_uri
+
+
+def download_model_dir(uri: str) -> Path:
+    """Fetch a logged model (`runs:/…`, `models:/…`) and return its security-topics directory."""
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    for candidate in (root / "artifacts" / MODEL_DIR_ARTIFACT, root / MODEL_DIR_ARTIFACT, root):
+        if (candidate / "security_topics.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{uri} holds no security-topics model directory (looked under {root})")
+
+
+def log_artifacts(directory: Path, artifact_path: str) -> None:
+    mlflow.log_artifacts(str(directory), artifact_path)
+
+
+def _multirun() -> Any:
+    """Hydra's config when this job is part of a multirun (a sweep), else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+def sweep_tags() -> dict[str, str]:
+    hydra_cfg = _multirun()
+    if hydra_cfg is None:
+        return {}
+    return {
+        "sweep_id": Path(hydra_cfg.sweep.dir).name,
+        "sweep_job": str(hydra_cfg.job.num),
+        "sweep_overrides": ",".join(hydra_cfg.overrides.task)[:MAX_PARAM_LENGTH],
+    }
+
+
+def sweep_parent(experiment_id: str) -> str | None:
+    """The parent run that groups this sweep's jobs in the MLflow UI (created by the first job)."""
+    tags = sweep_tags()
+    if not tags:
+        return None
+    client = mlflow.MlflowClient()
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.sweep_id = '{tags['sweep_id']}' and tags.sweep_parent = 'true'"
+    )
+    if found:
+        return found[0].info.run_id
+    parent = client.create_run(
+        experiment_id, run_name=f"sweep-{tags['sweep_id']}", tags={"sweep_id": tags["sweep_id"], "sweep_parent": "true"}
+    )
+    client.set_terminated(parent.info.run_id)
+    return parent.info.run_id

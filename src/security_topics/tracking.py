@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,9 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
         python_model=str(PYFUNC_MODEL_FILE),
         artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
         pip_requirements=_requirements(),
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)])
+        ),
         registered_model_name=registered_name or None,
     )
     return info.model_uri

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from security_topics import tracking
 from security_topics.data import fingerprint, read_articles
@@ -58,6 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
         model_dir = run_dir / "model"
         model.save(model_dir)
+        (model_dir / "training_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.save_dir and not parent:  # sweep jobs keep their models in their own run dirs
             shutil.rmtree(cfg.save_dir, ignore_errors=True)
             shutil.copytree(model_dir, cfg.save_dir)

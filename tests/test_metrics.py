@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from security_topics.evaluation import compute_metrics, majority_baseline
+from security_topics.labels import LabelSet
+from security_topics.thresholds import tune_thresholds
+
+
+def test_metrics_match_hand_computed_values():
+    y_true = np.array([[1, 0], [1, 1], [0, 0], [0, 1]])
+    y_pred = np.array([[1, 0], [1, 0], [1, 0], [0, 1]])
+    m = compute_metrics(y_true, y_pred, ["a", "b"])
+    # a: tp=2 fp=1 fn=0 -> p=2/3 r=1 f1=0.8; b: tp=1 fp=0 fn=1 -> p=1 r=.5 f1=2/3
+    assert m["a_precision"] == pytest.approx(2 / 3) and m["a_recall"] == 1.0 and m["a_f1"] == pytest.approx(0.8)
+    assert m["b_f1"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    assert m["exact_match"] == 0.5
+    assert m["none_accuracy"] == 0.0  # the one text without topics got a false alarm
+
+
+def test_majority_baseline_predicts_the_most_common_label_set():
+    y = np.array([[0, 0], [0, 0], [1, 0]])
+    assert majority_baseline(y, 2).tolist() == [[0, 0], [0, 0]]
+
+
+def test_thresholds_are_tuned_per_topic():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=(400, 2))
+    # topic 0 separates at 0.3, topic 1 at 0.7
+    scores = np.stack(
+        [np.where(y[:, 0] == 1, rng.uniform(0.3, 0.5, 400), rng.uniform(0.0, 0.28, 400)),
+         np.where(y[:, 1] == 1, rng.uniform(0.72, 1.0, 400), rng.uniform(0.4, 0.69, 400))],
+        axis=1,
+    )
+    t = tune_thresholds(y, scores)
+    assert 0.28 < t[0] <= 0.3 and 0.69 < t[1] <= 0.72 + 1e-9
+    assert compute_metrics(y, scores >= t, ["a", "b"])["macro_f1"] == 1.0
+    assert compute_metrics(y, scores >= 0.5, ["a", "b"])["macro_f1"] < 0.9
+
+
+def test_topic_without_positives_keeps_the_default_threshold():
+    y = np.zeros((10, 1))
+    assert tune_thresholds(y, np.linspace(0, 1, 10)[:, None], default=0.5).tolist() == [0.5]
+
+
+def test_label_set_encodes_and_rejects_bad_sets():
+    labels = LabelSet.of(["a", "b", "c"])
+    assert labels.encode(["c", "a"]).tolist() == [1, 0, 1]
+    assert labels.decode([0, 1, 1]) == ("b", "c")
+    assert labels.encode_many([]).shape == (0, 3)
+    with pytest.raises(ValueError, match="repeats"):
+        LabelSet.of(["a", "a"])
+    with pytest.raises(ValueError, match="empty"):
+        LabelSet.of([])
+    with pytest.raises(ValueError, match="bad topic id"):
+        LabelSet.of(["a|b"])

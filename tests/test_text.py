@@ -1,0 +1,79 @@
+import pytest
+
+from security_topics.text import NormalizerConfig, dedup_key, has_arabic, normalize, split_sentences
+
+
+def test_default_normalisation_strips_diacritics_tatweel_links_and_maps_digits():
+    text = "أعلنَتْ   الشرطــة ضبط ٣٫٥ طن https://t.co/x عبر info@moi.gov.sa و @MOI_KSA"
+    assert normalize(text) == "أعلنت الشرطة ضبط 3٫5 طن عبر و"
+
+
+@pytest.mark.parametrize(
+    ("step", "text", "on", "off"),
+    [
+        ("diacritics", "مُكافَحة", "مكافحة", "مُكافَحة"),
+        ("tatweel", "الأمـــن", "الأمن", "الأمـــن"),
+        ("digits", "عام ٢٠٢٦", "عام 2026", "عام ٢٠٢٦"),
+        ("urls", "انظر www.example.com الآن", "انظر الآن", "انظر www.example.com الآن"),
+        ("mentions", "قال @user اليوم", "قال اليوم", "قال @user اليوم"),
+        ("alef", "إعلان أمني", "اعلان امني", "إعلان أمني"),
+    ],
+)
+def test_each_step_can_be_switched(step, text, on, off):
+    assert normalize(text, NormalizerConfig.from_dict({step: True})) == on
+    assert normalize(text, NormalizerConfig.from_dict({step: False, "alef": False})) == off
+
+
+def test_unknown_step_is_an_error():
+    with pytest.raises(ValueError, match="unknown normalisation step"):
+        NormalizerConfig.from_dict({"stemming": True})
+
+
+def test_arabert_v02_rules():
+    text = "قالَ المسؤول: الهجووووم فشل!! ٢٠٢٦ https://x.y @user"
+    out = normalize(text, NormalizerConfig(arabert_v02=True))
+    # AraBERT shortens a run of three or more letters to two, as its published rules do.
+    assert out == "قال المسؤول : الهجووم فشل ! ! 2026 [رابط] [مستخدم]"
+
+
+def test_dedup_key_ignores_punctuation_spacing_and_diacritics():
+    assert dedup_key("ضبطُ شحنةٍ، من الكبتاجون.") == dedup_key("ضبط  شحنة من الكبتاجون")
+    assert dedup_key("ضبط شحنة") != dedup_key("ضبط شحنات")
+
+
+def test_has_arabic():
+    assert has_arabic("Police said إن")
+    assert not has_arabic("Police arrested 3 people.")
+
+
+def _texts(text):
+    return [s.text for s in split_sentences(text)]
+
+
+def test_split_on_arabic_and_latin_terminators_with_offsets():
+    text = "ضبطت الشرطة شحنة. هل هذه نهاية الشبكة؟ لا!  وقال المتحدث: انتهى…\nسطر جديد"
+    sentences = split_sentences(text)
+    assert [s.text for s in sentences] == [
+        "ضبطت الشرطة شحنة.",
+        "هل هذه نهاية الشبكة؟",
+        "لا!",
+        "وقال المتحدث: انتهى…",
+        "سطر جديد",
+    ]
+    for s in sentences:
+        assert text[s.start : s.end] == s.text
+
+
+def test_split_keeps_decimals_dates_and_abbreviations():
+    text = "ضبطت 3.5 طن في 12.03.2026 بحضور د. أحمد. وقالت U.S. officials إن العملية نجحت."
+    assert _texts(text) == ["ضبطت 3.5 طن في 12.03.2026 بحضور د. أحمد.", "وقالت U.S. officials إن العملية نجحت."]
+
+
+def test_split_keeps_closing_quotes_with_their_sentence():
+    text = "قال الوزير «انتهت العملية.» ثم غادر."
+    assert _texts(text) == ["قال الوزير «انتهت العملية.»", "ثم غادر."]
+
+
+def test_split_empty_and_punctuation_only():
+    assert split_sentences("") == []
+    assert split_sentences("  \n ... \n") == []

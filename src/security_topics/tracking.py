@@ -6,6 +6,7 @@ import logging
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -16,6 +17,8 @@ import mlflow
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
+
+from security_topics.models.base import MODEL_CARD
 
 log = logging.getLogger(__name__)
 
@@ -120,25 +123,27 @@ def _requirements() -> list[str]:
 
 def log_model(model_dir: Path, registered_name: str | None = None) -> str:
     """Log the model directory as a pyfunc wrapping the Predictor; return the model URI."""
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(PYFUNC_MODEL_FILE),
-        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-        pip_requirements=_requirements(),
-        signature=ModelSignature(
-            inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)])
-        ),
-        registered_model_name=registered_name or None,
-    )
+    with warnings.catch_warnings():
+        # The signature is given; an input example would make MLflow load and run the model.
+        warnings.filterwarnings("ignore", message=".*input example was not provided")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_MODEL_FILE),
+            artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+            pip_requirements=_requirements(),
+            signature=ModelSignature(
+                inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)])
+            ),
+            registered_model_name=registered_name or None,
+        )
     return info.model_uri
 
 
 def download_model_dir(uri: str) -> Path:
     """Fetch a logged model (`runs:/…`, `models:/…`) and return its security-topics directory."""
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    for candidate in (root / "artifacts" / MODEL_DIR_ARTIFACT, root / MODEL_DIR_ARTIFACT, root):
-        if (candidate / "security_topics.json").is_file():
-            return candidate
+    for card in sorted(root.rglob(MODEL_CARD)):
+        return card.parent
     raise FileNotFoundError(f"{uri} holds no security-topics model directory (looked under {root})")
 
 

@@ -1,0 +1,130 @@
+"""End to end on the fixture: train tfidf and tiny, track in MLflow, reload, evaluate."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import compose_train
+
+from security_topics.data import read_articles, read_sentences
+from security_topics.evaluation import compute_metrics, majority_baseline
+from security_topics.labels import LabelSet
+from security_topics.predictor import Predictor
+from security_topics.prepare import load_splits
+
+
+def _baseline_macro_f1(cfg):
+    labels = LabelSet.of(cfg.data.labels)
+    splits = load_splits(cfg.data)
+    y_train = labels.encode_many([e.labels for e in splits["train"]])
+    y_test = labels.encode_many([e.labels for e in splits["test"]])
+    return compute_metrics(y_test, majority_baseline(y_train, len(y_test)), labels.names)["macro_f1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
+def test_trained_models_beat_the_majority_baseline(run, request):
+    cfg, metrics = request.getfixturevalue(run)
+    baseline = _baseline_macro_f1(cfg)
+    assert metrics["test_macro_f1"] > baseline + 0.3, (metrics["test_macro_f1"], baseline)
+    assert metrics["article_macro_f1"] > 0.3
+    assert metrics["test_exact_match"] > 0.4
+
+
+def _run_of(cfg):
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], filter_string=f"tags.model = '{cfg.model.name}'",
+                              output_format="list")
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
+    cfg, metrics = tiny_run
+    run = _run_of(cfg)
+    assert run.data.params["model.name"] == "tiny"
+    assert run.data.params["trainer.epochs"] == "6"
+    assert {"git_commit", "data_fingerprint"} <= set(run.data.tags)
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(metrics["test_macro_f1"])
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "eval_macro_f1")
+    assert len(history) >= 2 and len({m.step for m in history}) == len(history)
+    assert mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "eval")}
+    for name in ("test_confusion.png", "test_precision_recall.png", "test_predictions.csv", "test_errors.csv",
+                 "test_classification_report.txt", "article_metrics.json", "metrics.json"):
+        assert f"eval/{name}" in artifacts
+    config = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
+    assert "name: tiny" in config
+
+
+@pytest.mark.slow
+def test_saved_model_directory_is_self_describing(tiny_run):
+    cfg, _ = tiny_run
+    model_dir = cfg.paths.output_dir + "/model"
+    card = json.loads(open(model_dir + "/security_topics.json").read())
+    assert card["labels"] == list(cfg.data.labels)
+    assert len(card["thresholds"]) == len(card["labels"])
+    assert card["normalization"]["diacritics"] is True
+    import os
+
+    assert {"model.safetensors", "tokenizer.json", "config.json", "training_config.yaml"} <= set(os.listdir(model_dir))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
+def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
+    cfg, _ = request.getfixturevalue(run)
+    articles = read_articles(cfg.data.articles, LabelSet.of(cfg.data.labels))[:4]
+    texts, titles = [a.text for a in articles], [a.title for a in articles]
+    local = Predictor.load(cfg.paths.output_dir + "/model").predict_articles(texts, titles)
+    run_id = _run_of(cfg).info.run_id
+    remote = Predictor.load(f"runs:/{run_id}/model").predict_articles(texts, titles)
+    assert [r.to_dict() for r in local] == [r.to_dict() for r in remote]
+
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    frame = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}))
+    assert frame["topics"].tolist() == ["|".join(r.labels) for r in local]
+    assert np.allclose(frame[f"score_{cfg.data.labels[0]}"], [r.scores[cfg.data.labels[0]] for r in local])
+
+
+@pytest.mark.slow
+def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
+    from security_topics.evaluate import evaluate
+
+    cfg, metrics = tfidf_run
+    run_id = _run_of(cfg).info.run_id
+    eval_cfg = compose_train(workspace, f"model_uri=runs:/{run_id}/model", f"output_dir={workspace}/eval-out",
+                             f"sentences={cfg.data.processed_dir}/test.jsonl", config_name="evaluate")
+    result = evaluate(eval_cfg)
+    assert result["test_macro_f1"] == pytest.approx(metrics["test_macro_f1"])
+    assert result["article_macro_f1"] == pytest.approx(metrics["article_macro_f1"])
+    on_disk = json.loads((workspace / "eval-out" / "metrics.json").read_text())
+    assert on_disk["test"]["macro_f1"] == pytest.approx(result["test_macro_f1"])
+    assert (workspace / "eval-out" / "article_precision_recall.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_training_resumes_from_the_last_checkpoint(workspace):
+    from security_topics.train import train
+
+    first = compose_train(workspace, "model=tiny", "trainer.epochs=1", "save_dir=null", "tracking.log_model=false")
+    train(first)
+    checkpoints = f"{first.paths.output_dir}/checkpoints"
+    resumed = compose_train(workspace, "model=tiny", "trainer.epochs=2", "save_dir=null", "tracking.log_model=false",
+                            f"trainer.resume={checkpoints}")
+    train(resumed)
+    state = json.loads(open(sorted((workspace).glob("run-*/checkpoints/checkpoint-*/trainer_state.json"))[-1]).read())
+    assert state["epoch"] == 2.0
+
+
+def test_prepared_splits_do_not_share_texts(workspace):
+    cfg = compose_train(workspace, "model=tfidf")
+    splits = load_splits(cfg.data)
+    seen = {}
+    for name, examples in splits.items():
+        for e in examples:
+            assert seen.setdefault(e.text, name) == name
+    raw = read_sentences(cfg.data.sentences, LabelSet.of(cfg.data.labels))
+    assert sum(len(v) for v in splits.values()) == len(raw)

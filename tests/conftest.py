@@ -1,6 +1,7 @@
 """Shared fixtures: an offline environment, composed configs, and models trained once per session."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,14 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
-def compose_train(workspace: Path, *overrides: str, config_name: str = "train") -> DictConfig:
+def compose_train(workspace: Path, *overrides: str) -> DictConfig:
     """The training config as Hydra composes it, pointed at a temporary workspace."""
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose(
-            config_name,
+            "train",
             overrides=[
                 f"paths.root_dir={workspace}",
-                f"paths.output_dir={workspace}/run-{abs(hash(overrides)) % 10**8}",
                 "data=fixture",
                 f"data.sentences={FIXTURES / 'sentences.csv'}",
                 f"data.articles={FIXTURES / 'articles.jsonl'}",
@@ -41,17 +41,30 @@ def workspace(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("workspace")
 
 
-@pytest.fixture(scope="session")
-def tfidf_run(workspace):
+@dataclass
+class Run:
+    cfg: DictConfig
+    metrics: dict
+    dir: Path
+
+    @property
+    def model_dir(self) -> str:
+        return str(self.dir / "model")
+
+
+def train_run(workspace: Path, name: str, *overrides: str) -> Run:
     from security_topics.train import train
 
-    cfg = compose_train(workspace, "model=tfidf", "save_dir=null")
-    return cfg, train(cfg)
+    cfg = compose_train(workspace, *overrides)
+    run_dir = workspace / "runs" / name
+    return Run(cfg, train(cfg, run_dir=run_dir), run_dir)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(workspace):
-    from security_topics.train import train
+def tfidf_run(workspace) -> Run:
+    return train_run(workspace, "tfidf", "model=tfidf", "save_dir=null")
 
-    cfg = compose_train(workspace, "model=tiny", "trainer.epochs=6", "save_dir=null")
-    return cfg, train(cfg)
+
+@pytest.fixture(scope="session")
+def tiny_run(workspace) -> Run:
+    return train_run(workspace, "tiny", "model=tiny", "trainer.epochs=6", "save_dir=null")

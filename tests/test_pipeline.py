@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_train
+from conftest import compose_train, train_run
 
 from security_topics.data import read_articles, read_sentences
 from security_topics.evaluation import compute_metrics, majority_baseline
@@ -26,24 +26,30 @@ def _baseline_macro_f1(cfg):
 @pytest.mark.slow
 @pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
 def test_trained_models_beat_the_majority_baseline(run, request):
-    cfg, metrics = request.getfixturevalue(run)
+    run = request.getfixturevalue(run)
+    cfg, metrics = run.cfg, run.metrics
     baseline = _baseline_macro_f1(cfg)
     assert metrics["test_macro_f1"] > baseline + 0.3, (metrics["test_macro_f1"], baseline)
     assert metrics["article_macro_f1"] > 0.3
     assert metrics["test_exact_match"] > 0.4
 
 
-def _run_of(cfg):
-    mlflow.set_tracking_uri(cfg.tracking.uri)
-    runs = mlflow.search_runs(experiment_names=[cfg.tracking.experiment], filter_string=f"tags.model = '{cfg.model.name}'",
-                              output_format="list")
-    return runs[0]
+def _run_of(run):
+    """The MLflow run of a test's training run (run names are `<model>-<run dir name>`)."""
+    mlflow.set_tracking_uri(run.cfg.tracking.uri)
+    found = mlflow.search_runs(
+        experiment_names=[run.cfg.tracking.experiment],
+        filter_string=f"attributes.run_name = '{run.cfg.model.name}-{run.dir.name}'",
+        output_format="list",
+    )
+    assert len(found) == 1
+    return found[0]
 
 
 @pytest.mark.slow
 def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
-    cfg, metrics = tiny_run
-    run = _run_of(cfg)
+    metrics = tiny_run.metrics
+    run = _run_of(tiny_run)
     assert run.data.params["model.name"] == "tiny"
     assert run.data.params["trainer.epochs"] == "6"
     assert {"git_commit", "data_fingerprint"} <= set(run.data.tags)
@@ -61,8 +67,7 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
 
 @pytest.mark.slow
 def test_saved_model_directory_is_self_describing(tiny_run):
-    cfg, _ = tiny_run
-    model_dir = cfg.paths.output_dir + "/model"
+    cfg, model_dir = tiny_run.cfg, tiny_run.model_dir
     card = json.loads(open(model_dir + "/security_topics.json").read())
     assert card["labels"] == list(cfg.data.labels)
     assert len(card["thresholds"]) == len(card["labels"])
@@ -75,11 +80,12 @@ def test_saved_model_directory_is_self_describing(tiny_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
 def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
-    cfg, _ = request.getfixturevalue(run)
+    run = request.getfixturevalue(run)
+    cfg = run.cfg
     articles = read_articles(cfg.data.articles, LabelSet.of(cfg.data.labels))[:4]
     texts, titles = [a.text for a in articles], [a.title for a in articles]
-    local = Predictor.load(cfg.paths.output_dir + "/model").predict_articles(texts, titles)
-    run_id = _run_of(cfg).info.run_id
+    local = Predictor.load(run.model_dir).predict_articles(texts, titles)
+    run_id = _run_of(run).info.run_id
     remote = Predictor.load(f"runs:/{run_id}/model").predict_articles(texts, titles)
     assert [r.to_dict() for r in local] == [r.to_dict() for r in remote]
 
@@ -93,10 +99,9 @@ def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
 def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
     from security_topics.evaluate import evaluate
 
-    cfg, metrics = tfidf_run
-    run_id = _run_of(cfg).info.run_id
-    eval_cfg = compose_train(workspace, f"model_uri=runs:/{run_id}/model", f"output_dir={workspace}/eval-out",
-                             f"sentences={cfg.data.processed_dir}/test.jsonl", config_name="evaluate")
+    metrics = tfidf_run.metrics
+    run_id = _run_of(tfidf_run).info.run_id
+    eval_cfg = compose_train(workspace, f"evaluate.model_uri=runs:/{run_id}/model", f"evaluate.output_dir={workspace}/eval-out")
     result = evaluate(eval_cfg)
     assert result["test_macro_f1"] == pytest.approx(metrics["test_macro_f1"])
     assert result["article_macro_f1"] == pytest.approx(metrics["article_macro_f1"])
@@ -107,16 +112,13 @@ def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
 
 @pytest.mark.slow
 def test_training_resumes_from_the_last_checkpoint(workspace):
-    from security_topics.train import train
-
-    first = compose_train(workspace, "model=tiny", "trainer.epochs=1", "save_dir=null", "tracking.log_model=false")
-    train(first)
-    checkpoints = f"{first.paths.output_dir}/checkpoints"
-    resumed = compose_train(workspace, "model=tiny", "trainer.epochs=2", "save_dir=null", "tracking.log_model=false",
-                            f"trainer.resume={checkpoints}")
-    train(resumed)
-    state = json.loads(open(sorted((workspace).glob("run-*/checkpoints/checkpoint-*/trainer_state.json"))[-1]).read())
-    assert state["epoch"] == 2.0
+    common = ("model=tiny", "save_dir=null", "tracking.log_model=false")
+    first = train_run(workspace, "resume", *common, "trainer.epochs=1")
+    checkpoints = first.dir / "checkpoints"
+    train_run(workspace, "resume", *common, "trainer.epochs=2", f"trainer.resume={checkpoints}")
+    steps = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    state = json.loads((checkpoints / f"checkpoint-{steps[-1]}" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2.0 and state["global_step"] == 2 * steps[0]
 
 
 def test_prepared_splits_do_not_share_texts(workspace):

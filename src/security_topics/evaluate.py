@@ -1,8 +1,9 @@
 """Evaluate any saved model on held-out sentences and articles.
 
-`python -m security_topics.evaluate model_uri=models/default` (or `runs:/<id>/model`,
-`models:/<name>/<version>`): per-topic and averaged metrics, plots and error files in
-`output_dir`, logged to MLflow as an `evaluate` run.
+`python -m security_topics.evaluate evaluate.model_uri=runs:/<id>/model` (or a directory,
+or `models:/<name>/<version>`): per-topic and averaged metrics, plots and error files in
+`evaluate.output_dir`, logged to MLflow as an `evaluate` run. Settings: `evaluate:` in
+configs/train.yaml, so data and labels come from the same config as training.
 """
 
 from __future__ import annotations
@@ -18,26 +19,28 @@ from security_topics.data import fingerprint, read_articles, read_sentences
 from security_topics.evaluation import evaluate_predictor
 from security_topics.labels import LabelSet
 from security_topics.predictor import Predictor
+from security_topics.runs import hydra_run_dir
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    if cfg.log_to_mlflow:
+def evaluate(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
+    settings = cfg.evaluate
+    out_dir = Path(settings.output_dir) if settings.output_dir else out_dir or hydra_run_dir()
+    if settings.log_to_mlflow:
         tracking.configure(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    predictor = Predictor.load(str(cfg.model_uri), device=cfg.device)
+    predictor = Predictor.load(str(settings.model_uri), device=settings.device)
     labels = LabelSet.of(predictor.labels)
     if list(cfg.data.labels) != predictor.labels:
         log.warning("the model's labels %s differ from data.labels %s: scoring the model's", predictor.labels, list(cfg.data.labels))
-    examples = read_sentences(cfg.sentences, labels) if cfg.sentences else []
-    articles = read_articles(cfg.articles, labels) if cfg.articles else []
-    out_dir = Path(cfg.output_dir)
+    examples = read_sentences(settings.sentences, labels) if settings.sentences else []
+    articles = read_articles(settings.articles, labels) if settings.articles else []
     metrics = evaluate_predictor(predictor, examples, articles, out_dir)
-    if cfg.log_to_mlflow:
-        data_files = [p for p in (cfg.sentences, cfg.articles) if p]
+    if settings.log_to_mlflow:
+        data_files = [p for p in (settings.sentences, settings.articles) if p]
         tags = {
             "stage": "evaluate",
-            "evaluated_model": str(cfg.model_uri),
+            "evaluated_model": str(settings.model_uri),
             "model": str(predictor.model.meta.settings.get("name", predictor.model.meta.family)),
             "data_fingerprint": fingerprint(data_files),
             **tracking.git_tags(cfg.paths.root_dir),
@@ -51,7 +54,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

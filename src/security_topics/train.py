@@ -21,17 +21,19 @@ from security_topics.evaluation import compute_metrics, evaluate_predictor
 from security_topics.labels import LabelSet
 from security_topics.predictor import Predictor
 from security_topics.prepare import load_splits
+from security_topics.runs import hydra_run_dir
 from security_topics.thresholds import tune_thresholds
 
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, float]:
+    """Run the pipeline; outputs go to `run_dir` (default: Hydra's run directory)."""
+    run_dir = run_dir or hydra_run_dir()
     labels = LabelSet.of(cfg.data.labels)
     splits = load_splits(cfg.data)
     articles = read_articles(cfg.data.articles, labels) if cfg.data.articles else []
     recipe = hydra.utils.instantiate(cfg.model)
-    run_dir = Path(cfg.paths.output_dir)
 
     experiment_id = tracking.configure(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
     tags = {

@@ -124,6 +124,7 @@ def train_classifier(
         train_dataset=to_dataset(model, train, labels),
         eval_dataset=to_dataset(model, validation, labels),
         data_collator=DataCollatorWithPadding(model.tokenizer),
+        processing_class=model.tokenizer,  # saved in every checkpoint, for resuming
         compute_metrics=lambda p: _validation_metrics(p, labels),
         callbacks=[
             EarlyStoppingCallback(early_stopping_patience=int(trainer_cfg.early_stopping_patience)),

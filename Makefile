@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine: `make run` (the main job) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup run test test-fast quality report clean
+
+# torch 2.13.0 first (a CPU build from local disk here); then the project, whose torch range it satisfies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+
+# Validate and split the data, train the default model (e5_small), evaluate it, log it all to
+# MLflow, save it to models/default/, then label a sample article with the predictor.
+run: setup
+	$(PY) -m security_topics.prepare
+	$(PY) -m security_topics.train
+	@echo "--- the predictor on data/sample_article.txt:"
+	$(VENV)/bin/security-topics predict data/sample_article.txt --pretty
+	@echo "--- open the runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db  (then http://127.0.0.1:5000)"
+
+test: setup
+	$(PY) -m pytest
+
+# The quick loop while developing: everything but the tests that train or convert models.
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+quality: setup
+	$(PY) -m security_topics.quality
+
+report: setup
+	$(VENV)/bin/security-topics report --output experiments/report
+
+clean:
+	rm -rf experiments/runs experiments/multiruns data/processed models/default

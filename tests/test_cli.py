@@ -1,0 +1,52 @@
+import io
+import json
+import sys
+
+import pytest
+
+from security_topics.cli import main
+
+ARTICLE = "أعلنت الشرطة ضبط شحنة كبتاجون في ميناء جدة. وقال المتحدث إن التحقيقات مستمرة."
+
+
+@pytest.mark.slow
+def test_predict_a_text_file(tfidf_run, tmp_path, capsys):
+    cfg, run = tfidf_run.cfg, tfidf_run
+    path = tmp_path / "article.txt"
+    path.write_text(ARTICLE, encoding="utf-8")
+    main(["predict", str(path), "--model", run.model_dir])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["id"] == "article" and "labels" in record and "sentences" not in record
+
+
+@pytest.mark.slow
+def test_predict_jsonl_and_stdin(tfidf_run, tmp_path, capsys, monkeypatch):
+    cfg, run = tfidf_run.cfg, tfidf_run
+    model = run.model_dir
+    path = tmp_path / "articles.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "text": ARTICLE}, ensure_ascii=False) for i in ("a", "b")) + "\n")
+    out = tmp_path / "out.jsonl"
+    main(["predict", str(path), "--model", model, "--output", str(out), "--sentences"])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["a", "b"] and len(records[0]["sentences"]) == 2
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(ARTICLE))
+    main(["predict", "-", "--model", model])
+    from_stdin = json.loads(capsys.readouterr().out)
+    assert from_stdin["id"] == "stdin" and from_stdin["labels"] == records[0]["labels"]
+
+
+def test_bad_jsonl_names_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "نص"}\n{"title": "x"}\n')
+    with pytest.raises(SystemExit, match=r"bad.jsonl:2: field 'text'"):
+        main(["predict", str(path), "--model", str(tmp_path)])
+
+
+def test_missing_model_directory_says_what_to_do(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text(ARTICLE)
+    with pytest.raises(SystemExit, match="python -m security_topics.train"):
+        main(["predict", str(path), "--model", str(tmp_path / "nowhere")])

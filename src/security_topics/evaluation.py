@@ -118,7 +118,7 @@ def write_report(
     )
     plot_confusion(out_dir / f"{prefix}_confusion.png", labels, y_true, y_pred)
     plot_precision_recall(out_dir / f"{prefix}_precision_recall.png", labels, y_true, scores)
-    _write_pr_points(out_dir / f"{prefix}_precision_recall.csv", labels, y_true, scores)
+    _write_pr_points(out_dir / f"{prefix}_precision_recall", labels, y_true, scores)
     return metrics
 
 
@@ -153,17 +153,18 @@ def _write_predictions(
             )
 
 
-def _write_pr_points(path: Path, labels: Sequence[str], y_true: np.ndarray, scores: np.ndarray) -> None:
-    """Precision-recall points in long format, which `dvc plots` reads."""
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["topic", "recall", "precision", "threshold"])
-        for j, name in enumerate(labels):
-            if not np.any(y_true[:, j] > 0):
-                continue
-            precision, recall, thresholds = precision_recall_curve(y_true[:, j], scores[:, j])
+def _write_pr_points(directory: Path, labels: Sequence[str], y_true: np.ndarray, scores: np.ndarray) -> None:
+    """One precision-recall CSV per topic, which `dvc plots show` draws one plot each."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for j, name in enumerate(labels):
+        if not np.any(y_true[:, j] > 0):
+            continue
+        precision, recall, thresholds = precision_recall_curve(y_true[:, j], scores[:, j])
+        with (directory / f"{name}.csv").open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["recall", "precision", "threshold"])
             for p, r, t in zip(precision[:-1], recall[:-1], thresholds):
-                writer.writerow([name, f"{r:.4f}", f"{p:.4f}", f"{t:.4f}"])
+                writer.writerow([f"{r:.4f}", f"{p:.4f}", f"{t:.4f}"])
 
 
 def _figure(n_panels: int) -> tuple[Any, np.ndarray]:

@@ -1,0 +1,86 @@
+"""Compare training runs from the MLflow store: `security-topics report` (markdown and CSV).
+
+One row per training run (sweep parents left out): model, key params, training time,
+validation/test/article macro-F1 and per-topic test F1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from security_topics.tracking import configure
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///experiments/mlflow.db"
+PARAMS = {
+    "model.name": "model",
+    "model.lr": "lr",
+    "model.freeze_word_embeddings": "frozen_emb",
+    "model.max_length": "max_len",
+    "trainer.epochs": "epochs",
+    "trainer.batch_size": "batch",
+    "data.name": "data",
+}
+METRICS = {
+    "train_seconds": "train_s",
+    "val_macro_f1": "val_macro_f1",
+    "test_macro_f1": "test_macro_f1",
+    "test_micro_f1": "test_micro_f1",
+    "article_macro_f1": "article_macro_f1",
+    "article_exact_match": "article_exact",
+}
+
+
+def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> pd.DataFrame:
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise FileNotFoundError(f"no MLflow store at {uri}: train a model first (make run)")
+    configure(uri, experiment)
+    conditions = ["tags.stage = 'train'", "attributes.status = 'FINISHED'", *([filter_string] if filter_string else [])]
+    runs = mlflow.search_runs(experiment_names=[experiment], filter_string=" and ".join(conditions), output_format="list")
+    rows = []
+    for run in runs:
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        labels = [k.removeprefix("test_").removesuffix("_f1") for k in metrics if k.startswith("test_") and k.endswith("_f1")
+                  and k not in ("test_macro_f1", "test_micro_f1")]
+        row = {"run": run.info.run_name, "run_id": run.info.run_id[:8], "sweep": tags.get("sweep_id", "")}
+        row.update({short: params.get(key, "") for key, short in PARAMS.items()})
+        row.update({short: metrics.get(key) for key, short in METRICS.items()})
+        row.update({f"f1_{label}": metrics[f"test_{label}_f1"] for label in sorted(labels)})
+        row["started"] = pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (numbers to 3 decimals, seconds to whole)."""
+    def cell(column: str, value: object) -> str:
+        if value is None or (isinstance(value, float) and pd.isna(value)):
+            return ""
+        if isinstance(value, float):
+            return f"{value:.0f}" if column.endswith("_s") else f"{value:.3f}"
+        return str(value)
+
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(c, v) for c, v in row.items()) + " |" for _, row in table.iterrows()]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def write_report(tracking_uri: str | None, experiment: str, output: Path, filter_string: str = "") -> pd.DataFrame:
+    """Write OUTPUT.md and OUTPUT.csv, best test macro-F1 first; return the table."""
+    table = collect_runs(tracking_uri, experiment, filter_string)
+    if table.empty:
+        raise SystemExit(f"no finished training runs in experiment {experiment!r}")
+    table = table.sort_values("test_macro_f1", ascending=False, na_position="last")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(output.with_suffix(".csv"), index=False)
+    output.with_suffix(".md").write_text(to_markdown(table))
+    log.info("wrote %s.md and %s.csv (%d runs)", output, output, len(table))
+    return table

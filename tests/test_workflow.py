@@ -1,0 +1,93 @@
+"""Experiment workflow: the DVC pipeline, Hydra multirun grouped in MLflow, the comparison report."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import FIXTURES, ROOT
+
+from security_topics.params import compose_params
+from security_topics.report import write_report
+
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SECURITY_TOPICS_ROOT")}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}", **extra}
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    done = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+def test_params_yaml_is_the_composed_config(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SECURITY_TOPICS_ROOT", raising=False)
+    assert (ROOT / "params.yaml").read_text() == compose_params(), "run `security-topics params` after editing configs/"
+
+
+@pytest.fixture
+def project_copy(tmp_path) -> Path:
+    """The repository's tracked files in a fresh git repository (DVC needs one)."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if name.startswith("data/raw/") or not (ROOT / name).is_file():
+            continue  # the pipeline below runs on the fixture
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
+        subprocess.run(args, cwd=tmp_path, check=True)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
+    _run(["security-topics", "params", "data=fixture", "model=tfidf"], project_copy)
+    out = _run(["dvc", "repro"], project_copy)
+    assert all(f"Running stage '{s}'" in out for s in ("prepare", "train", "evaluate"))
+    assert (project_copy / "metrics" / "metrics.json").is_file()
+    assert (project_copy / "metrics" / "test_precision_recall" / "narcotics.csv").is_file()
+
+    assert "Data and pipelines are up to date" in _run(["dvc", "repro"], project_copy)
+
+    out = _run(["dvc", "exp", "run", "-S", "data=fixture", "-S", "model=tfidf", "-S", "thresholds.mode=fixed"], project_copy)
+    assert "Stage 'prepare' didn't change, skipping" in out
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    assert "mode: fixed" in (project_copy / "params.yaml").read_text()
+    assert "test.macro_f1" in _run(["dvc", "metrics", "show"], project_copy)
+    assert "index.html" in _run(["dvc", "plots", "show", "-o", "plots"], project_copy)
+
+
+@pytest.mark.slow
+def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _run(
+        [
+            str(BIN / "python"), "-m", "security_topics.train", "-m", "model=tfidf", "data=fixture",
+            f"paths.root_dir={tmp_path}", f"data.sentences={FIXTURES / 'sentences.csv'}",
+            f"data.articles={FIXTURES / 'articles.jsonl'}", f"tracking.uri={uri}", "tracking.log_model=false",
+            "model.C=1.0,8.0",
+        ],
+        ROOT,
+    )
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["security-topics"], output_format="list")
+    parents = [r for r in runs if r.data.tags.get("sweep_parent") == "true"]
+    children = [r for r in runs if r.data.tags.get("stage") == "train"]
+    assert len(parents) == 1 and len(children) == 2
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(r.data.params["model.C"] for r in children) == ["1.0", "8.0"]
+    assert list((tmp_path / "experiments" / "multiruns" / "train").glob("*/0"))  # runs land under experiments/
+
+    table = write_report(uri, "security-topics", tmp_path / "report")
+    assert len(table) == 2 and set(table["model"]) == {"tfidf"}
+    markdown = (tmp_path / "report.md").read_text().splitlines()
+    assert len(markdown) == 4 and "test_macro_f1" in markdown[0] and "f1_narcotics" in markdown[0]
+    assert (tmp_path / "report.csv").read_text().count("\n") == 3

@@ -11,7 +11,7 @@ ARTICLE = "أعلنت الشرطة ضبط شحنة كبتاجون في مينا�
 
 @pytest.mark.slow
 def test_predict_a_text_file(tfidf_run, tmp_path, capsys):
-    cfg, run = tfidf_run.cfg, tfidf_run
+    run = tfidf_run
     path = tmp_path / "article.txt"
     path.write_text(ARTICLE, encoding="utf-8")
     main(["predict", str(path), "--model", run.model_dir])
@@ -23,7 +23,7 @@ def test_predict_a_text_file(tfidf_run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_predict_jsonl_and_stdin(tfidf_run, tmp_path, capsys, monkeypatch):
-    cfg, run = tfidf_run.cfg, tfidf_run
+    run = tfidf_run
     model = run.model_dir
     path = tmp_path / "articles.jsonl"
     path.write_text("\n".join(json.dumps({"id": i, "text": ARTICLE}, ensure_ascii=False) for i in ("a", "b")) + "\n")

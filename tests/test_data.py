@@ -140,7 +140,10 @@ def test_split_is_stratified_by_label():
 
 def test_duplicates_are_found_and_never_cross_splits():
     examples = _corpus(200)
-    copies = [Example(e.text.replace("جملة", "جملةٌ") + ".", e.labels, id=e.id + "dup", line=1000 + i) for i, e in enumerate(examples[:60])]
+    copies = [
+        Example(e.text.replace("جملة", "جملةٌ") + ".", e.labels, id=e.id + "dup", line=1000 + i)
+        for i, e in enumerate(examples[:60])
+    ]
     groups = find_duplicates(examples + copies)
     assert len(groups) == 60
     splits = split_examples(examples + copies, RATIOS, seed=3)

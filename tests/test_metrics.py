@@ -29,8 +29,10 @@ def test_thresholds_are_tuned_per_topic():
     y = rng.integers(0, 2, size=(400, 2))
     # topic 0 separates at 0.3, topic 1 at 0.7
     scores = np.stack(
-        [np.where(y[:, 0] == 1, rng.uniform(0.3, 0.5, 400), rng.uniform(0.0, 0.28, 400)),
-         np.where(y[:, 1] == 1, rng.uniform(0.72, 1.0, 400), rng.uniform(0.4, 0.69, 400))],
+        [
+            np.where(y[:, 0] == 1, rng.uniform(0.3, 0.5, 400), rng.uniform(0.0, 0.28, 400)),
+            np.where(y[:, 1] == 1, rng.uniform(0.72, 1.0, 400), rng.uniform(0.4, 0.69, 400)),
+        ],
         axis=1,
     )
     t = tune_thresholds(y, scores)

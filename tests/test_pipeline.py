@@ -58,8 +58,15 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
     assert len(history) >= 2 and len({m.step for m in history}) == len(history)
     assert mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "eval")}
-    for name in ("test_confusion.png", "test_precision_recall.png", "test_predictions.csv", "test_errors.csv",
-                 "test_classification_report.txt", "article_metrics.json", "metrics.json"):
+    for name in (
+        "test_confusion.png",
+        "test_precision_recall.png",
+        "test_predictions.csv",
+        "test_errors.csv",
+        "test_classification_report.txt",
+        "article_metrics.json",
+        "metrics.json",
+    ):
         assert f"eval/{name}" in artifacts
     config = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
     assert "name: tiny" in config
@@ -101,7 +108,9 @@ def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
 
     metrics = tfidf_run.metrics
     run_id = _run_of(tfidf_run).info.run_id
-    eval_cfg = compose_train(workspace, f"evaluate.model_uri=runs:/{run_id}/model", f"evaluate.output_dir={workspace}/eval-out")
+    eval_cfg = compose_train(
+        workspace, f"evaluate.model_uri=runs:/{run_id}/model", f"evaluate.output_dir={workspace}/eval-out"
+    )
     result = evaluate(eval_cfg)
     assert result["test_macro_f1"] == pytest.approx(metrics["test_macro_f1"])
     assert result["article_macro_f1"] == pytest.approx(metrics["article_macro_f1"])

@@ -17,7 +17,7 @@ ARTICLE = (
 
 @pytest.fixture(scope="module")
 def predictor(tfidf_run):
-    cfg, run = tfidf_run.cfg, tfidf_run
+    run = tfidf_run
     return Predictor.load(run.model_dir)
 
 
@@ -27,7 +27,9 @@ def test_article_topics_come_with_evidence_spans(predictor):
     assert "narcotics" in result.labels
     topic = next(t for t in result.topics if t.topic == "narcotics")
     assert topic.score == max(s.scores["narcotics"] for s in result.sentences)
-    assert topic.evidence and all(e.score >= predictor.thresholds[predictor.labels.index("narcotics")] for e in topic.evidence)
+    assert topic.evidence and all(
+        e.score >= predictor.thresholds[predictor.labels.index("narcotics")] for e in topic.evidence
+    )
     for evidence in topic.evidence:
         if evidence.source == "text":
             assert ARTICLE[evidence.start : evidence.end] == evidence.text
@@ -75,7 +77,7 @@ def test_sentence_scores_match_the_model(predictor):
 
 @pytest.mark.slow
 def test_over_long_sentences_are_truncated_with_a_flag(tiny_run):
-    cfg, run = tiny_run.cfg, tiny_run
+    run = tiny_run
     model = load_model(run.model_dir, device="cpu")
     model.meta.settings["max_length"] = 16
     predictor = Predictor(model)
@@ -92,12 +94,15 @@ def test_tfidf_saved_features_equal_sklearn(tfidf_run):
     from security_topics.models.tfidf import TfidfModel
     from security_topics.text import normalize
 
-    cfg, run = tfidf_run.cfg, tfidf_run
+    run = tfidf_run
     model = load_model(run.model_dir)
     assert isinstance(model, TfidfModel)
     texts = ["ضبط شحنة حشيش في ميناء طنجة", "اختراق خوادم شركة الطيران"]
-    word = TfidfVectorizer(vocabulary=model.vocab["word"], ngram_range=tuple(model.meta.settings["ngram_ranges"]["word"]),
-                           sublinear_tf=True)
+    word = TfidfVectorizer(
+        vocabulary=model.vocab["word"],
+        ngram_range=tuple(model.meta.settings["ngram_ranges"]["word"]),
+        sublinear_tf=True,
+    )
     word.fit([normalize(t, model.meta.normalizer) for t in texts])  # fit only sets the vocabulary...
     word.idf_ = model.arrays["idf_word"]  # ...the saved idf makes it the trained transform
     expected = word.transform([normalize(t, model.meta.normalizer) for t in texts]).toarray()

@@ -42,7 +42,11 @@ def project_copy(tmp_path) -> Path:
             continue  # the pipeline below runs on the fixture
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, tmp_path / name)
-    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"]):
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "copy"],
+    ):
         subprocess.run(args, cwd=tmp_path, check=True)
     return tmp_path
 
@@ -57,7 +61,9 @@ def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
 
     assert "Data and pipelines are up to date" in _run(["dvc", "repro"], project_copy)
 
-    out = _run(["dvc", "exp", "run", "-S", "data=fixture", "-S", "model=tfidf", "-S", "thresholds.mode=fixed"], project_copy)
+    out = _run(
+        ["dvc", "exp", "run", "-S", "data=fixture", "-S", "model=tfidf", "-S", "thresholds.mode=fixed"], project_copy
+    )
     assert "Stage 'prepare' didn't change, skipping" in out
     assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
     assert "mode: fixed" in (project_copy / "params.yaml").read_text()
@@ -70,9 +76,17 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     _run(
         [
-            str(BIN / "python"), "-m", "security_topics.train", "-m", "model=tfidf", "data=fixture",
-            f"paths.root_dir={tmp_path}", f"data.sentences={FIXTURES / 'sentences.csv'}",
-            f"data.articles={FIXTURES / 'articles.jsonl'}", f"tracking.uri={uri}", "tracking.log_model=false",
+            str(BIN / "python"),
+            "-m",
+            "security_topics.train",
+            "-m",
+            "model=tfidf",
+            "data=fixture",
+            f"paths.root_dir={tmp_path}",
+            f"data.sentences={FIXTURES / 'sentences.csv'}",
+            f"data.articles={FIXTURES / 'articles.jsonl'}",
+            f"tracking.uri={uri}",
+            "tracking.log_model=false",
             "model.C=1.0,8.0",
         ],
         ROOT,

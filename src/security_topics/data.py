@@ -62,6 +62,7 @@ class Article:
 
 # --- reading ------------------------------------------------------------------------------
 
+
 def _read_text(path: Path) -> str:
     raw = path.read_bytes()
     try:
@@ -194,6 +195,7 @@ def write_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
 
 # --- duplicates and splits ----------------------------------------------------------------
 
+
 def find_duplicates(examples: Sequence[Example]) -> list[list[Example]]:
     """Groups of examples whose texts are equal after normalisation (each group ≥ 2)."""
     groups: dict[str, list[Example]] = defaultdict(list)
@@ -202,9 +204,7 @@ def find_duplicates(examples: Sequence[Example]) -> list[list[Example]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def split_examples(
-    examples: Sequence[Example], ratios: dict[str, float], seed: int
-) -> dict[str, list[Example]]:
+def split_examples(examples: Sequence[Example], ratios: dict[str, float], seed: int) -> dict[str, list[Example]]:
     """Seeded split, stratified by label combination; duplicates always land in one split.
 
     Rare label combinations (too few to spread over the splits) are stratified by their

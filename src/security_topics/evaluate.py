@@ -32,7 +32,11 @@ def evaluate(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
     predictor = Predictor.load(str(settings.model_uri), device=settings.device)
     labels = LabelSet.of(predictor.labels)
     if list(cfg.data.labels) != predictor.labels:
-        log.warning("the model's labels %s differ from data.labels %s: scoring the model's", predictor.labels, list(cfg.data.labels))
+        log.warning(
+            "the model's labels %s differ from data.labels %s: scoring the model's",
+            predictor.labels,
+            list(cfg.data.labels),
+        )
     examples = read_sentences(settings.sentences, labels) if settings.sentences else []
     articles = read_articles(settings.articles, labels) if settings.articles else []
     metrics = evaluate_predictor(predictor, examples, articles, out_dir)
@@ -49,8 +53,12 @@ def evaluate(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
             tracking.log_config(cfg)
             tracking.log_metrics(metrics)
             tracking.log_artifacts(out_dir, "eval")
-    log.info("sentences macro-F1 %.3f, articles macro-F1 %.3f (%s)",
-             metrics.get("test_macro_f1", float("nan")), metrics.get("article_macro_f1", float("nan")), out_dir)
+    log.info(
+        "sentences macro-F1 %.3f, articles macro-F1 %.3f (%s)",
+        metrics.get("test_macro_f1", float("nan")),
+        metrics.get("article_macro_f1", float("nan")),
+        out_dir,
+    )
     return metrics
 
 

@@ -42,13 +42,17 @@ def evaluate_predictor(
         texts = [e.text for e in examples]
         y_true = _encode(labels, [e.labels for e in examples])
         scores = predictor.model.score(texts, batch_size=predictor.batch_size).probs
-        levels["test"] = write_report(out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples])
+        levels["test"] = write_report(
+            out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples]
+        )
     if articles:
         results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
         y_true = _encode(labels, [a.labels for a in articles])
         scores = np.array([[r.scores.get(name, 0.0) for name in labels] for r in results])
         shown = [f"{a.title} — {a.text[:160]}" for a in articles]
-        levels["article"] = write_report(out_dir, "article", labels, y_true, scores, thresholds, shown, [a.id for a in articles])
+        levels["article"] = write_report(
+            out_dir, "article", labels, y_true, scores, thresholds, shown, [a.id for a in articles]
+        )
         with (out_dir / "article_predictions.jsonl").open("w", encoding="utf-8") as f:
             for article, result in zip(articles, results):
                 record = {"id": article.id, "gold": list(article.labels), **result.to_dict()}
@@ -108,14 +112,10 @@ def write_report(
     y_pred = (scores >= thresholds).astype(int)
     metrics = compute_metrics(y_true, y_pred, labels)
     (out_dir / f"{prefix}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    report = classification_report(
-        y_true.astype(int), y_pred, target_names=list(labels), zero_division=0, digits=3
-    )
+    report = classification_report(y_true.astype(int), y_pred, target_names=list(labels), zero_division=0, digits=3)
     (out_dir / f"{prefix}_classification_report.txt").write_text(report)
     _write_predictions(out_dir / f"{prefix}_predictions.csv", labels, y_true, y_pred, scores, texts, ids)
-    _write_predictions(
-        out_dir / f"{prefix}_errors.csv", labels, y_true, y_pred, scores, texts, ids, errors_only=True
-    )
+    _write_predictions(out_dir / f"{prefix}_errors.csv", labels, y_true, y_pred, scores, texts, ids, errors_only=True)
     plot_confusion(out_dir / f"{prefix}_confusion.png", labels, y_true, y_pred)
     plot_precision_recall(out_dir / f"{prefix}_precision_recall.png", labels, y_true, scores)
     _write_pr_points(out_dir / f"{prefix}_precision_recall", labels, y_true, scores)

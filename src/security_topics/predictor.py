@@ -1,10 +1,10 @@
 """Label sentences and articles with topics, scores and the evidence sentences behind them.
 
-    from security_topics import Predictor
-    predictor = Predictor.load("models/default")          # or "runs:/<id>/model", "models:/name/1"
-    result = predictor.predict_article(text, title=title)
-    result.labels                                          # ("counterterrorism", ...)
-    result.to_dict()                                       # JSON-serialisable
+from security_topics import Predictor
+predictor = Predictor.load("models/default")          # or "runs:/<id>/model", "models:/name/1"
+result = predictor.predict_article(text, title=title)
+result.labels                                          # ("counterterrorism", ...)
+result.to_dict()                                       # JSON-serialisable
 """
 
 from __future__ import annotations
@@ -109,9 +109,7 @@ class Predictor:
     def predict_article(self, text: str, title: str | None = None) -> ArticleResult:
         return self.predict_articles([text], titles=[title])[0]
 
-    def predict_articles(
-        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
-    ) -> list[ArticleResult]:
+    def predict_articles(self, texts: Sequence[str], titles: Sequence[str | None] | None = None) -> list[ArticleResult]:
         """Split every article into sentences, score all of them in one batched pass, aggregate."""
         titles = titles if titles is not None else [None] * len(texts)
         if len(titles) != len(texts):
@@ -140,7 +138,9 @@ class Predictor:
                 results.append(SentenceResult(text, start, end, [], {}, source, [EMPTY]))
                 continue
             probs = scores.probs[row[i]]
-            flags = [flag for flag, on in ((NO_ARABIC, not has_arabic(text)), (TRUNCATED, scores.truncated[row[i]])) if on]
+            flags = [
+                flag for flag, on in ((NO_ARABIC, not has_arabic(text)), (TRUNCATED, scores.truncated[row[i]])) if on
+            ]
             results.append(
                 SentenceResult(
                     text=text,
@@ -164,7 +164,9 @@ class Predictor:
             if scores[name] < threshold:
                 continue
             carriers = sorted((s for s in sentences if s.scores[name] >= threshold), key=lambda s: -s.scores[name])
-            evidence = [Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[: self.max_evidence]]
+            evidence = [
+                Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[: self.max_evidence]
+            ]
             topics.append(TopicResult(name, scores[name], evidence))
         topics.sort(key=lambda t: -t.score)
         flags = []

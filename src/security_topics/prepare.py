@@ -51,7 +51,9 @@ def prepare(data_cfg: DictConfig) -> dict[str, Any]:
     for group in duplicates:
         log.warning(
             "duplicate after normalisation: lines %s of %s (kept line %d)%s",
-            [e.line for e in group], data_cfg.sentences, group[0].line,
+            [e.line for e in group],
+            data_cfg.sentences,
+            group[0].line,
             "; their labels differ" if len({e.labels for e in group}) > 1 else "",
         )
     unique = [e for e in examples if id(e) not in dropped]

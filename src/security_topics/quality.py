@@ -43,7 +43,9 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def near_duplicate_pairs(texts: Sequence[str], threshold: float = 0.8, neighbours: int = 5) -> tuple[int, list[tuple[int, int, float]]]:
+def near_duplicate_pairs(
+    texts: Sequence[str], threshold: float = 0.8, neighbours: int = 5
+) -> tuple[int, list[tuple[int, int, float]]]:
     """Nearest-neighbour candidates by character 5-gram overlap, confirmed by exact Jaccard.
 
     Returns the number of candidate pairs checked and those at or above `threshold`.
@@ -98,17 +100,23 @@ def check_corpus(data_cfg: DictConfig) -> QualityReport:
     corpus_keys = {dedup_key(e.text) for e in examples}
     shared = sum(dedup_key(s.text) in corpus_keys for a in articles for s in split_sentences(a.text))
     report.stats["article_sentences_in_corpus"] = shared
-    report.check(not shared, f"{shared} article sentence(s) also stand in the sentence corpus (articles are evaluation only)")
+    report.check(
+        not shared, f"{shared} article sentence(s) also stand in the sentence corpus (articles are evaluation only)"
+    )
 
     duplicates = find_duplicates(examples)
     report.stats["exact_duplicates"] = sum(len(g) - 1 for g in duplicates)
-    report.check(not duplicates, f"{len(duplicates)} exact duplicate group(s), e.g. lines {[e.line for e in duplicates[0]] if duplicates else ''}")
+    report.check(
+        not duplicates,
+        f"{len(duplicates)} exact duplicate group(s), first at lines {[e.line for e in (duplicates or [[]])[0]]}",
+    )
 
     checked, near = near_duplicate_pairs([e.text for e in examples], float(gates.near_duplicate_jaccard))
     report.stats["near_duplicate_pairs"] = {"checked": checked, "found": len(near)}
     report.check(
         len(near) < float(gates.max_near_duplicate_share) * checked,
-        f"{len(near)} of {checked} nearest-neighbour pairs are near-duplicates (Jaccard ≥ {gates.near_duplicate_jaccard})",
+        f"{len(near)} of {checked} nearest-neighbour pairs are near-duplicates"
+        f" (Jaccard ≥ {gates.near_duplicate_jaccard})",
     )
     splits = split_examples(examples, dict(data_cfg.split), int(data_cfg.split_seed))
     split_of = {id(e): name for name, members in splits.items() for e in members}
@@ -123,7 +131,9 @@ def check_corpus(data_cfg: DictConfig) -> QualityReport:
     f1 = cross_validated_macro_f1(examples, labels)
     report.stats["tfidf_cv_macro_f1"] = round(f1, 4)
     low, high = gates.tfidf_cv_macro_f1
-    report.check(low <= f1 <= high, f"TF-IDF cross-validated macro-F1 {f1:.3f} outside [{low}, {high}] (≈1 means templated data)")
+    report.check(
+        low <= f1 <= high, f"TF-IDF cross-validated macro-F1 {f1:.3f} outside [{low}, {high}] (≈1 means templated data)"
+    )
     return report
 
 
@@ -139,7 +149,12 @@ def _check_sentences(report: QualityReport, examples: list[Example], labels: Lab
         "none": len(none),
         "hard_negatives": len(hard),
         "multi_label": len(multi),
-        "words": {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 1), "median": float(np.median(lengths)), "max": int(lengths.max())},
+        "words": {
+            "min": int(lengths.min()),
+            "mean": round(float(lengths.mean()), 1),
+            "median": float(np.median(lengths)),
+            "max": int(lengths.max()),
+        },
     }
     for name in labels.names:
         report.check(counts[name] >= gates.min_per_topic, f"{name}: {counts[name]} sentences < {gates.min_per_topic}")
@@ -164,7 +179,10 @@ def _check_articles(report: QualityReport, articles: list[Article], labels: Labe
     none = sum(not a.labels for a in articles)
     multi = sum(len(a.labels) > 1 for a in articles)
     report.stats["articles"] = {
-        "rows": len(articles), **per_topic, "none": none, "multi_label": multi,
+        "rows": len(articles),
+        **per_topic,
+        "none": none,
+        "multi_label": multi,
         "sentences": {"min": int(sizes.min()), "mean": round(float(sizes.mean()), 1), "max": int(sizes.max())},
     }
     report.check(len(articles) >= gates.min_articles, f"{len(articles)} articles < {gates.min_articles}")

@@ -43,12 +43,17 @@ def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str =
         raise FileNotFoundError(f"no MLflow store at {uri}: train a model first (make run)")
     configure(uri, experiment)
     conditions = ["tags.stage = 'train'", "attributes.status = 'FINISHED'", *([filter_string] if filter_string else [])]
-    runs = mlflow.search_runs(experiment_names=[experiment], filter_string=" and ".join(conditions), output_format="list")
+    runs = mlflow.search_runs(
+        experiment_names=[experiment], filter_string=" and ".join(conditions), output_format="list"
+    )
     rows = []
     for run in runs:
         params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
-        labels = [k.removeprefix("test_").removesuffix("_f1") for k in metrics if k.startswith("test_") and k.endswith("_f1")
-                  and k not in ("test_macro_f1", "test_micro_f1")]
+        labels = [
+            k.removeprefix("test_").removesuffix("_f1")
+            for k in metrics
+            if k.startswith("test_") and k.endswith("_f1") and k not in ("test_macro_f1", "test_micro_f1")
+        ]
         row = {"run": run.info.run_name, "run_id": run.info.run_id[:8], "sweep": tags.get("sweep_id", "")}
         row.update({short: params.get(key, "") for key, short in PARAMS.items()})
         row.update({short: metrics.get(key) for key, short in METRICS.items()})
@@ -60,6 +65,7 @@ def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str =
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table (numbers to 3 decimals, seconds to whole)."""
+
     def cell(column: str, value: object) -> str:
         if value is None or (isinstance(value, float) and pd.isna(value)):
             return ""

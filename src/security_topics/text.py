@@ -108,6 +108,7 @@ def has_arabic(text: str) -> bool:
 
 # --- sentence splitting -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Sentence:
     """A sentence and where it stands in the text it came from (`text == source[start:end]`)."""
@@ -122,10 +123,45 @@ _BOUNDARY = re.compile(r"[.!?؟…]+[»\"”’')\]]*(?=\s|$)|\n+")
 # Abbreviations that end in a full stop but rarely end a sentence.
 ABBREVIATIONS = frozenset(
     {
-        "د", "م", "ه", "هـ", "ص", "ج", "ق", "ت", "أ", "ش", "ب", "ع",  # single-letter Arabic
-        "ق.م", "أ.د", "ج.م.ع", "إلخ", "الخ", "تل",
-        "dr", "mr", "mrs", "ms", "prof", "no", "vs", "etc", "inc", "ltd", "co", "st", "jr", "sr",
-        "u.s", "u.k", "u.n", "e.g", "i.e", "a.m", "p.m",
+        "د",
+        "م",
+        "ه",
+        "هـ",
+        "ص",
+        "ج",
+        "ق",
+        "ت",
+        "أ",
+        "ش",
+        "ب",
+        "ع",  # single-letter Arabic
+        "ق.م",
+        "أ.د",
+        "ج.م.ع",
+        "إلخ",
+        "الخ",
+        "تل",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+        "prof",
+        "no",
+        "vs",
+        "etc",
+        "inc",
+        "ltd",
+        "co",
+        "st",
+        "jr",
+        "sr",
+        "u.s",
+        "u.k",
+        "u.n",
+        "e.g",
+        "i.e",
+        "a.m",
+        "p.m",
     }
 )
 _WORD_BEFORE = re.compile(r"([\w.]+)$")

@@ -74,7 +74,10 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, float]:
             log.info("logged model %s", uri)
     log.info(
         "%s: validation macro-F1 %.3f, test macro-F1 %.3f, article macro-F1 %.3f (%.0f s training)",
-        cfg.model.name, metrics["val_macro_f1"], metrics["test_macro_f1"], metrics.get("article_macro_f1", float("nan")),
+        cfg.model.name,
+        metrics["val_macro_f1"],
+        metrics["test_macro_f1"],
+        metrics.get("article_macro_f1", float("nan")),
         train_seconds,
     )
     return metrics

@@ -25,6 +25,7 @@ run: setup
 	@echo "--- open the runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db  (then http://127.0.0.1:5000)"
 
 test: setup
+	$(VENV)/bin/ruff check src tests
 	$(PY) -m pytest
 
 # The quick loop while developing: everything but the tests that train or convert models.

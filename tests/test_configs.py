@@ -68,4 +68,5 @@ def test_outputs_go_under_experiments_and_the_working_directory_stays(tmp_path, 
     assert hydra_cfg["job"]["chdir"] is False
     assert hydra_cfg["run"]["dir"].startswith("${paths.experiments_dir}")
     assert hydra_cfg["sweep"]["dir"].startswith("${paths.experiments_dir}")
-    assert Path(cfg.tracking.uri.removeprefix("sqlite:///")).parent == Path(cfg.paths.experiments_dir)
+    assert cfg.tracking.uri is None  # MLFLOW_TRACKING_URI, read at run time, else the local store:
+    assert Path(cfg.tracking.local_uri.removeprefix("sqlite:///")).parent == Path(cfg.paths.experiments_dir)

@@ -158,3 +158,18 @@ def test_duplicates_are_found_and_never_cross_splits():
 def test_split_ratios_must_sum_to_one():
     with pytest.raises(ValueError, match="sum to 1"):
         split_examples(_corpus(10), {"train": 0.8, "validation": 0.1, "test": 0.2}, seed=1)
+
+
+def test_csv_line_numbers_count_blank_and_multi_line_rows(tmp_path):
+    content = 'text,labels\nنص,narcotics\n\n"سطر\nثان",aviation\nنص آخر,weather\n'
+    path = write(tmp_path, "s.csv", content)
+    with pytest.raises(DataError) as err:
+        read_sentences(path, LABELS)
+    assert (err.value.line, err.value.field) == (6, "labels")
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
+    example = Example("قال\u2028المتحدث\u0085إن العملية انتهت", ("counterterrorism",), id="x")
+    write_jsonl(tmp_path / "s.jsonl", [example, Example("خبر", (), id="y")])
+    back = read_sentences(tmp_path / "s.jsonl", LABELS)
+    assert [(e.text, e.line) for e in back] == [(example.text, 1), ("خبر", 2)]

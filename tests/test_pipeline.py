@@ -36,7 +36,7 @@ def test_trained_models_beat_the_majority_baseline(run, request):
 
 def _run_of(run):
     """The MLflow run of a test's training run (run names are `<model>-<run dir name>`)."""
-    mlflow.set_tracking_uri(run.cfg.tracking.uri)
+    mlflow.set_tracking_uri(run.cfg.tracking.local_uri)  # conftest unsets MLFLOW_TRACKING_URI
     found = mlflow.search_runs(
         experiment_names=[run.cfg.tracking.experiment],
         filter_string=f"attributes.run_name = '{run.cfg.model.name}-{run.dir.name}'",
@@ -139,3 +139,26 @@ def test_prepared_splits_do_not_share_texts(workspace):
             assert seen.setdefault(e.text, name) == name
     raw = read_sentences(cfg.data.sentences, LabelSet.of(cfg.data.labels))
     assert sum(len(v) for v in splits.values()) == len(raw)
+
+
+def test_bad_threshold_mode_stops_before_training(workspace):
+    from security_topics.train import train
+
+    with pytest.raises(ValueError, match="thresholds.mode must be 'tune' or 'fixed', got 'tuned'"):
+        train(compose_train(workspace, "model=tfidf", "thresholds.mode=tuned"), run_dir=workspace / "never")
+    assert not (workspace / "never").exists()
+
+
+def test_save_dir_replaces_a_model_but_never_other_files(tmp_path, tfidf_run):
+    from security_topics.train import _replace_model_dir
+
+    target = tmp_path / "models" / "default"
+    _replace_model_dir(target, tfidf_run.dir / "model")
+    _replace_model_dir(target, tfidf_run.dir / "model")  # an earlier model is replaced
+    assert (target / "security_topics.json").is_file()
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a saved model"):
+        _replace_model_dir(precious, tfidf_run.dir / "model")
+    assert (precious / "todo.txt").read_text() == "keep me"

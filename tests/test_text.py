@@ -69,6 +69,11 @@ def test_split_keeps_decimals_dates_and_abbreviations():
     assert _texts(text) == ["ضبطت 3.5 طن في 12.03.2026 بحضور د. أحمد.", "وقالت U.S. officials إن العملية نجحت."]
 
 
+def test_split_after_an_era_letter_that_follows_a_year():
+    text = "انتهى المشروع عام 2024 م. وبدأت المرحلة الثانية في 1446 هـ. ثم توقفت."
+    assert _texts(text) == ["انتهى المشروع عام 2024 م.", "وبدأت المرحلة الثانية في 1446 هـ.", "ثم توقفت."]
+
+
 def test_split_keeps_closing_quotes_with_their_sentence():
     text = "قال الوزير «انتهت العملية.» ثم غادر."
     assert _texts(text) == ["قال الوزير «انتهت العملية.»", "ثم غادر."]

@@ -11,13 +11,13 @@ import pytest
 from conftest import FIXTURES, ROOT
 
 from security_topics.params import compose_params
-from security_topics.report import write_report
+from security_topics.report import write_comparison
 
 BIN = Path(sys.executable).parent
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SECURITY_TOPICS_ROOT")}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return {**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}", **extra}
 
 
@@ -27,9 +27,7 @@ def _run(args: list[str], cwd: Path) -> str:
     return done.stdout + done.stderr
 
 
-def test_params_yaml_is_the_composed_config(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("SECURITY_TOPICS_ROOT", raising=False)
+def test_params_yaml_is_the_composed_config():
     assert (ROOT / "params.yaml").read_text() == compose_params(), "run `security-topics params` after editing configs/"
 
 
@@ -100,7 +98,7 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
     assert sorted(r.data.params["model.C"] for r in children) == ["1.0", "8.0"]
     assert list((tmp_path / "experiments" / "multiruns" / "train").glob("*/0"))  # runs land under experiments/
 
-    table = write_report(uri, "security-topics", tmp_path / "report")
+    table = write_comparison(uri, "security-topics", tmp_path / "report")
     assert len(table) == 2 and set(table["model"]) == {"tfidf"}
     markdown = (tmp_path / "report.md").read_text().splitlines()
     assert len(markdown) == 4 and "test_macro_f1" in markdown[0] and "f1_narcotics" in markdown[0]

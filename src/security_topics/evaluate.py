@@ -25,22 +25,19 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
+    """Score `evaluate.model_uri`; files go to `out_dir`, else `evaluate.output_dir`, else Hydra's run dir."""
     settings = cfg.evaluate
-    out_dir = Path(settings.output_dir) if settings.output_dir else out_dir or hydra_run_dir()
-    if settings.log_to_mlflow:
-        tracking.configure(cfg.tracking.uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
-    predictor = Predictor.load(str(settings.model_uri), device=settings.device)
+    out_dir = out_dir or (Path(settings.output_dir) if settings.output_dir else hydra_run_dir())
+    uri = tracking.resolve_uri(cfg.tracking.uri, cfg.tracking.local_uri)
+    predictor = Predictor.load(str(settings.model_uri), device=settings.device, tracking_uri=uri)
     labels = LabelSet.of(predictor.labels)
     if list(cfg.data.labels) != predictor.labels:
-        log.warning(
-            "the model's labels %s differ from data.labels %s: scoring the model's",
-            predictor.labels,
-            list(cfg.data.labels),
-        )
+        log.warning("the model's labels %s differ from data.labels %s", predictor.labels, list(cfg.data.labels))
     examples = read_sentences(settings.sentences, labels) if settings.sentences else []
     articles = read_articles(settings.articles, labels) if settings.articles else []
     metrics = evaluate_predictor(predictor, examples, articles, out_dir)
     if settings.log_to_mlflow:
+        tracking.setup(cfg.tracking)
         data_files = [p for p in (settings.sentences, settings.articles) if p]
         tags = {
             "stage": "evaluate",

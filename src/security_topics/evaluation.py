@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from security_topics.data import Article, Example
     from security_topics.predictor import Predictor
 
+from security_topics.labels import LabelSet
+
 log = logging.getLogger(__name__)
 
 
@@ -40,14 +42,14 @@ def evaluate_predictor(
     levels: dict[str, dict[str, float]] = {}
     if examples:
         texts = [e.text for e in examples]
-        y_true = _encode(labels, [e.labels for e in examples])
+        y_true = LabelSet.of(labels).encode_many([e.labels for e in examples])
         scores = predictor.model.score(texts, batch_size=predictor.batch_size).probs
         levels["test"] = write_report(
             out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples]
         )
     if articles:
         results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-        y_true = _encode(labels, [a.labels for a in articles])
+        y_true = LabelSet.of(labels).encode_many([a.labels for a in articles])
         scores = np.array([[r.scores.get(name, 0.0) for name in labels] for r in results])
         shown = [f"{a.title} — {a.text[:160]}" for a in articles]
         levels["article"] = write_report(
@@ -60,10 +62,6 @@ def evaluate_predictor(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(levels, indent=2) + "\n")
     return {f"{level}_{k}": v for level, values in levels.items() for k, v in values.items()}
-
-
-def _encode(labels: Sequence[str], label_lists: Sequence[Sequence[str]]) -> np.ndarray:
-    return np.array([[float(name in gold) for name in labels] for gold in label_lists]).reshape(-1, len(labels))
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, float]:

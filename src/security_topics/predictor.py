@@ -77,14 +77,14 @@ class ArticleResult:
         return {"labels": list(self.labels), **asdict(self)}
 
 
-def _resolve(path_or_uri: str | Path) -> Path:
+def _resolve(path_or_uri: str | Path, tracking_uri: str | None) -> Path:
     """A local model directory, or one fetched from an MLflow `runs:/` or `models:/` URI."""
     text = str(path_or_uri)
     if "://" not in text and not text.startswith(("runs:/", "models:/")):
         return Path(text)
     from security_topics.tracking import download_model_dir
 
-    return download_model_dir(text)
+    return download_model_dir(text, tracking_uri)
 
 
 class Predictor:
@@ -98,8 +98,12 @@ class Predictor:
         self.max_evidence = max_evidence
 
     @classmethod
-    def load(cls, path_or_uri: str | Path, device: str = "auto", batch_size: int = 64) -> Predictor:
-        return cls(load_model(_resolve(path_or_uri), device=device), batch_size=batch_size)
+    def load(
+        cls, path_or_uri: str | Path, device: str = "auto", batch_size: int = 64, tracking_uri: str | None = None
+    ) -> Predictor:
+        """Load a model directory or an MLflow model URI (looked up in `tracking_uri`, else
+        MLFLOW_TRACKING_URI, else experiments/mlflow.db)."""
+        return cls(load_model(_resolve(path_or_uri, tracking_uri), device=device), batch_size=batch_size)
 
     def predict_sentences(self, sentences: Sequence[str]) -> list[SentenceResult]:
         """Score each text as one sentence (empty text: no topics, flagged, never an error)."""
@@ -147,7 +151,7 @@ class Predictor:
                     start=start,
                     end=end,
                     topics=[n for n, p, t in zip(self.labels, probs, self.thresholds) if p >= t],
-                    scores={n: round(float(p), 6) for n, p in zip(self.labels, probs)},
+                    scores={n: float(p) for n, p in zip(self.labels, probs)},
                     source=source,
                     flags=flags,
                 )

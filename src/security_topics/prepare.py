@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from security_topics.data import (
     SPLITS,
     Example,
-    dedup_key,
     find_duplicates,
     fingerprint,
+    in_articles,
     label_counts,
     read_articles,
     read_sentences,
@@ -56,7 +56,11 @@ def prepare(data_cfg: DictConfig) -> dict[str, Any]:
             group[0].line,
             "; their labels differ" if len({e.labels for e in group}) > 1 else "",
         )
-    unique = [e for e in examples if id(e) not in dropped]
+    articles = read_articles(data_cfg.articles, labels) if data_cfg.articles else []
+    leaked = {id(e) for e in in_articles(examples, articles)}
+    if leaked:
+        log.warning("dropping %d sentence(s) that also stand in the articles (evaluation only)", len(leaked))
+    unique = [e for e in examples if id(e) not in dropped | leaked]
     splits = split_examples(unique, dict(data_cfg.split), int(data_cfg.split_seed))
     out_dir = Path(data_cfg.processed_dir)
     for name in SPLITS:
@@ -65,31 +69,13 @@ def prepare(data_cfg: DictConfig) -> dict[str, Any]:
         **_settings(data_cfg),
         "sentences": len(examples),
         "duplicates_dropped": len(dropped),
+        "article_sentences_dropped": len(leaked),
         "counts": {name: {"rows": len(splits[name]), **label_counts(splits[name], labels)} for name in SPLITS},
+        "articles": len(articles),
     }
-    if data_cfg.articles:
-        articles = read_articles(data_cfg.articles, labels)
-        report["articles"] = {"rows": len(articles), **_article_counts(articles, labels)}
-        report["article_sentences_in_training"] = _leaks(articles, splits["train"])
     (out_dir / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     log.info("prepared %s: %s", out_dir, {n: len(splits[n]) for n in SPLITS})
     return report
-
-
-def _article_counts(articles: list, labels: LabelSet) -> dict[str, int]:
-    counts = {name: sum(name in a.labels for a in articles) for name in labels.names}
-    return {**counts, "none": sum(not a.labels for a in articles), "multi": sum(len(a.labels) > 1 for a in articles)}
-
-
-def _leaks(articles: list, train: list[Example]) -> int:
-    """Article sentences that also stand in the training split (articles are evaluation only)."""
-    from security_topics.text import split_sentences
-
-    train_keys = {dedup_key(e.text) for e in train}
-    leaks = sum(dedup_key(s.text) in train_keys for a in articles for s in split_sentences(a.text))
-    if leaks:
-        log.warning("%d article sentence(s) also appear in the training split", leaks)
-    return leaks
 
 
 def load_splits(data_cfg: DictConfig) -> dict[str, list[Example]]:
@@ -97,8 +83,10 @@ def load_splits(data_cfg: DictConfig) -> dict[str, list[Example]]:
     out_dir = Path(data_cfg.processed_dir)
     report_path = out_dir / REPORT
     current = _settings(data_cfg)
-    stale = not report_path.is_file() or any(
-        json.loads(report_path.read_text()).get(k) != v for k, v in current.items()
+    stale = (
+        not report_path.is_file()
+        or not all((out_dir / f"{name}.jsonl").is_file() for name in SPLITS)
+        or any(json.loads(report_path.read_text()).get(k) != v for k, v in current.items())
     )
     if stale:
         log.info("processed data missing or stale: preparing %s", out_dir)

@@ -7,20 +7,20 @@ validation/test/article macro-F1 and per-topic test F1.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 
-from security_topics.tracking import configure
+from security_topics.tracking import check_server, resolve_uri
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URI = "sqlite:///experiments/mlflow.db"
 PARAMS = {
     "model.name": "model",
     "model.lr": "lr",
+    "model.head_lr": "head_lr",
+    "model.C": "C",
     "model.freeze_word_embeddings": "frozen_emb",
     "model.max_length": "max_len",
     "trainer.epochs": "epochs",
@@ -38,10 +38,14 @@ METRICS = {
 
 
 def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> pd.DataFrame:
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    uri = resolve_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise FileNotFoundError(f"no MLflow store at {uri}: train a model first (make run)")
-    configure(uri, experiment)
+        raise SystemExit(f"no MLflow store at {uri}: train a model first (make run)")
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        raise SystemExit(f"no experiment {experiment!r} in {uri}")
     conditions = ["tags.stage = 'train'", "attributes.status = 'FINISHED'", *([filter_string] if filter_string else [])]
     runs = mlflow.search_runs(
         experiment_names=[experiment], filter_string=" and ".join(conditions), output_format="list"
@@ -79,7 +83,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def write_report(tracking_uri: str | None, experiment: str, output: Path, filter_string: str = "") -> pd.DataFrame:
+def write_comparison(tracking_uri: str | None, experiment: str, output: Path, filter_string: str = "") -> pd.DataFrame:
     """Write OUTPUT.md and OUTPUT.csv, best test macro-F1 first; return the table."""
     table = collect_runs(tracking_uri, experiment, filter_string)
     if table.empty:

@@ -120,57 +120,21 @@ class Sentence:
 
 # A terminator run, optionally closed by quotes or brackets, then space or end of text.
 _BOUNDARY = re.compile(r"[.!?؟…]+[»\"”’')\]]*(?=\s|$)|\n+")
-# Abbreviations that end in a full stop but rarely end a sentence.
+# Abbreviations that end in a full stop but rarely end a sentence. Any single letter, such as
+# the initial in «د. أحمد», counts as one too (see `_is_abbreviation`).
 ABBREVIATIONS = frozenset(
-    {
-        "د",
-        "م",
-        "ه",
-        "هـ",
-        "ص",
-        "ج",
-        "ق",
-        "ت",
-        "أ",
-        "ش",
-        "ب",
-        "ع",  # single-letter Arabic
-        "ق.م",
-        "أ.د",
-        "ج.م.ع",
-        "إلخ",
-        "الخ",
-        "تل",
-        "dr",
-        "mr",
-        "mrs",
-        "ms",
-        "prof",
-        "no",
-        "vs",
-        "etc",
-        "inc",
-        "ltd",
-        "co",
-        "st",
-        "jr",
-        "sr",
-        "u.s",
-        "u.k",
-        "u.n",
-        "e.g",
-        "i.e",
-        "a.m",
-        "p.m",
-    }
+    "هـ ق.م أ.د ج.م.ع إلخ الخ تل "
+    "dr mr mrs ms prof no vs etc inc ltd co st jr sr u.s u.k u.n e.g i.e a.m p.m".split()
 )
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+# «عام 2024 م.» and «1446 هـ.» end sentences: an era letter after a year is not an initial.
+_ERA_AFTER_YEAR = re.compile(r"\d\s*(?:م|هـ|ه)$")
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
     """True when the full stop at `dot` closes an abbreviation or an initial, not a sentence."""
     match = _WORD_BEFORE.search(text, 0, dot)
-    if not match:
+    if not match or _ERA_AFTER_YEAR.search(text, 0, dot):
         return False
     word = match.group(1).strip(".").casefold()
     return word in ABBREVIATIONS or (len(word) == 1 and word.isalpha())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from security_topics.models.base import MODEL_CARD
 log = logging.getLogger(__name__)
 
 PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
+DEFAULT_URI = "sqlite:///experiments/mlflow.db"
 MODEL_DIR_ARTIFACT = "model_dir"
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
 PARAMS_PER_CALL = 100
@@ -32,13 +34,18 @@ class TrackingError(RuntimeError):
     """The tracking store can not be used; the message says what to do."""
 
 
+def resolve_uri(uri: str | None = None, local_uri: str = DEFAULT_URI) -> str:
+    """An explicit URI, else MLFLOW_TRACKING_URI, else the project's local store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri
+
+
 def configure(uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
     """Point MLflow at `uri` and select `experiment`, creating it if new; return its id.
 
     A server that does not answer is reported at once rather than after MLflow's retries.
     """
     if uri.startswith(("http://", "https://")):
-        _check_server(uri)
+        check_server(uri)
     elif uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -54,12 +61,18 @@ def configure(uri: str, experiment: str, artifact_root: str | Path | None = None
     return experiment_id
 
 
-def _check_server(uri: str, timeout: float = 5.0) -> None:
+def setup(tracking_cfg: DictConfig) -> str:
+    """`configure` from the `tracking` config group; returns the experiment id."""
+    uri = resolve_uri(tracking_cfg.uri, tracking_cfg.local_uri)
+    return configure(uri, tracking_cfg.experiment, tracking_cfg.artifact_root)
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
-            if response.status == 200:
-                return
-            problem = f"HTTP {response.status}"
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered: authentication and other HTTP errors are MLflow's to report
     except (urllib.error.URLError, OSError) as err:
         problem = str(getattr(err, "reason", err))
     raise TrackingError(
@@ -121,7 +134,18 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: s
 
 
 def _requirements() -> list[str]:
-    packages = ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "scikit-learn", "numpy", "pandas")
+    packages = (
+        "mlflow",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "safetensors",
+        "scikit-learn",
+        "scipy",
+        "numpy",
+        "pandas",
+        "omegaconf",
+    )
     return [f"{name}=={metadata.version(name)}" for name in packages]
 
 
@@ -135,6 +159,7 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
             python_model=str(PYFUNC_MODEL_FILE),
             artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
             pip_requirements=_requirements(),
+            code_paths=[str(Path(__file__).parent)],  # the package travels with the model
             signature=ModelSignature(
                 inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)])
             ),
@@ -143,8 +168,9 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
     return info.model_uri
 
 
-def download_model_dir(uri: str) -> Path:
+def download_model_dir(uri: str, tracking_uri: str | None = None) -> Path:
     """Fetch a logged model (`runs:/…`, `models:/…`) and return its security-topics directory."""
+    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
     root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     for card in sorted(root.rglob(MODEL_CARD)):
         return card.parent

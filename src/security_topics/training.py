@@ -24,7 +24,6 @@ from transformers.trainer_utils import get_last_checkpoint
 from security_topics.data import Example
 from security_topics.evaluation import compute_metrics
 from security_topics.labels import LabelSet
-from security_topics.text import normalize
 
 if TYPE_CHECKING:
     from security_topics.models.transformer import TransformerModel, TransformerRecipe
@@ -46,11 +45,9 @@ class _MetricsToTracker(TrainerCallback):
 
 def to_dataset(model: TransformerModel, examples: Sequence[Example], labels: LabelSet) -> Dataset:
     """Tokenised examples as a `datasets.Dataset`, normalised exactly as at prediction time."""
-    prefix = model.meta.settings.get("text_prefix", "")
-    normalizer = model.meta.normalizer
     dataset = Dataset.from_dict(
         {
-            "text": [prefix + normalize(e.text, normalizer) for e in examples],
+            "text": model.model_inputs([e.text for e in examples]),
             "labels": labels.encode_many([e.labels for e in examples]).tolist(),
         }
     )
@@ -86,12 +83,17 @@ def train_classifier(
     trainer_cfg: Any,
     workdir: Path,
     log_metrics: Callable[[dict[str, float], int], None],
+    resume: str | None = None,
 ) -> None:
-    """Fine-tune `model.classifier` in place; the best epoch by validation macro-F1 is kept."""
+    """Fine-tune `model.classifier` in place; the best epoch by validation macro-F1 is kept.
+
+    `resume` is a checkpoint directory (see `resolve_resume`) to continue from.
+    """
+    if not 0 <= float(trainer_cfg.warmup_ratio) < 1:
+        raise ValueError(f"trainer.warmup_ratio must be in [0, 1), got {trainer_cfg.warmup_ratio}")
     set_seed(int(trainer_cfg.seed))
     if trainer_cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    resume = resolve_resume(trainer_cfg.resume)
     output_dir = Path(resume).parent if resume else workdir / "checkpoints"
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -137,16 +139,18 @@ def train_classifier(
 
 
 def _optimizer(model: TransformerModel, recipe: TransformerRecipe, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with the head on its own learning rate (a fresh head learns faster than the encoder)."""
-    head = [p for p in model.classifier.head.parameters() if p.requires_grad]
-    encoder = [p for p in model.classifier.encoder.parameters() if p.requires_grad]
-    return torch.optim.AdamW(
-        [
-            {"params": encoder, "lr": recipe.lr},
-            {"params": head, "lr": recipe.head_lr or recipe.lr},
-        ],
-        weight_decay=weight_decay,
-    )
+    """AdamW with the head on its own learning rate (a fresh head learns faster than the encoder);
+    biases and LayerNorm weights get no weight decay, as in the Hugging Face default."""
+    groups = []
+    for module, lr in ((model.classifier.encoder, recipe.lr), (model.classifier.head, recipe.head_lr or recipe.lr)):
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if p.ndim > 1]
+        no_decay = [p for n, p in named if p.ndim <= 1]
+        groups += [
+            {"params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
+    return torch.optim.AdamW([g for g in groups if g["params"]])
 
 
 def _validation_metrics(prediction: EvalPrediction, labels: LabelSet) -> dict[str, float]:

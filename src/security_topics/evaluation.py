@@ -21,11 +21,11 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from security_topics.labels import LabelSet
+
 if TYPE_CHECKING:
     from security_topics.data import Article, Example
     from security_topics.predictor import Predictor
-
-from security_topics.labels import LabelSet
 
 log = logging.getLogger(__name__)
 

@@ -123,8 +123,7 @@ _BOUNDARY = re.compile(r"[.!?؟…]+[»\"”’')\]]*(?=\s|$)|\n+")
 # Abbreviations that end in a full stop but rarely end a sentence. Any single letter, such as
 # the initial in «د. أحمد», counts as one too (see `_is_abbreviation`).
 ABBREVIATIONS = frozenset(
-    "هـ ق.م أ.د ج.م.ع إلخ الخ تل "
-    "dr mr mrs ms prof no vs etc inc ltd co st jr sr u.s u.k u.n e.g i.e a.m p.m".split()
+    "هـ ق.م أ.د ج.م.ع إلخ الخ تل dr mr mrs ms prof no vs etc inc ltd co st jr sr u.s u.k u.n e.g i.e a.m p.m".split()
 )
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
 # «عام 2024 م.» and «1446 هـ.» end sentences: an era letter after a year is not an initial.

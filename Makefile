@@ -24,8 +24,10 @@ run: setup
 	$(VENV)/bin/security-topics predict data/sample_article.txt --pretty
 	@echo "--- open the runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db  (then http://127.0.0.1:5000)"
 
+# Lint, the corpus quality gates (with its statistics printed), then the test suite.
 test: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
 	$(PY) -m pytest
 
 # The quick loop while developing: everything but the tests that train or convert models.
@@ -33,7 +35,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
 quality: setup
-	$(PY) -m security_topics.quality
+	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
 
 report: setup
 	$(VENV)/bin/security-topics report --output experiments/report

@@ -38,18 +38,19 @@ def evaluate_predictor(
     Writes `metrics.json` ({"test": …, "article": …}) for DVC beside the per-level files.
     """
     labels = predictor.labels
+    label_set = LabelSet.of(labels)
     thresholds = predictor.thresholds
     levels: dict[str, dict[str, float]] = {}
     if examples:
         texts = [e.text for e in examples]
-        y_true = LabelSet.of(labels).encode_many([e.labels for e in examples])
+        y_true = label_set.encode_many([e.labels for e in examples])
         scores = predictor.model.score(texts, batch_size=predictor.batch_size).probs
         levels["test"] = write_report(
             out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples]
         )
     if articles:
         results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-        y_true = LabelSet.of(labels).encode_many([a.labels for a in articles])
+        y_true = label_set.encode_many([a.labels for a in articles])
         scores = np.array([[r.scores.get(name, 0.0) for name in labels] for r in results])
         shown = [f"{a.title} — {a.text[:160]}" for a in articles]
         levels["article"] = write_report(

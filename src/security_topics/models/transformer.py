@@ -262,9 +262,6 @@ class TransformerRecipe:
         encoder, tokenizer = self.encoder.build(train_texts, int(trainer.seed), tokenizer=saved)
         _check_vocabulary(tokenizer, train_texts)
         classifier = TopicClassifier(encoder, len(labels), pooling=self.pooling, dropout=self.dropout)
-        device = resolve_device(str(trainer.device))
-        if self.freeze_word_embeddings is True or (self.freeze_word_embeddings == "auto" and device.type == "cpu"):
-            encoder.get_input_embeddings().weight.requires_grad_(False)
         y_train = labels.encode_many([e.labels for e in train])
         if self.positive_weights:
             positives = y_train.sum(0).clip(min=1.0)
@@ -283,6 +280,10 @@ class TransformerRecipe:
             },
         )
         model = TransformerModel(meta, classifier, tokenizer, device=str(trainer.device))
+        if self.freeze_word_embeddings is True or (
+            self.freeze_word_embeddings == "auto" and model.device.type == "cpu"
+        ):
+            encoder.get_input_embeddings().weight.requires_grad_(False)
         train_classifier(model, train, validation, labels, self, trainer, workdir, log_metrics, checkpoint)
         return model
 

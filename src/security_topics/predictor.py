@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from security_topics.aggregation import ArticleRule, article_features
 from security_topics.models import load_model
-from security_topics.models.base import TopicModel
+from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
 from security_topics.text import has_arabic, split_sentences
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Evidence:
 
 @dataclass
 class TopicResult:
-    """An article topic, its score (the best sentence's) and the sentences that carry it."""
+    """An article topic, its article score (by the model's article rule) and the sentences that carry it."""
 
     topic: str
     score: float
@@ -82,40 +83,71 @@ def _resolve(path_or_uri: str | Path, tracking_uri: str | None) -> Path:
     text = str(path_or_uri)
     if "://" not in text and not text.startswith(("runs:/", "models:/")):
         return Path(text)
-    from security_topics.tracking import download_model_dir
+    from security_topics.tracking import download_artifacts
 
-    return download_model_dir(text, tracking_uri)
+    root = download_artifacts(text, tracking_uri)
+    for card in sorted(root.rglob(CARD_FILE)):
+        return card.parent
+    raise ModelDirError(f"{text} holds no security-topics model directory (looked under {root})")
 
 
 class Predictor:
-    """Scores sentences in batches and aggregates them into article topics with evidence."""
+    """Scores sentences in batches and aggregates them into article topics with evidence.
 
-    def __init__(self, model: TopicModel, batch_size: int = 64, max_evidence: int = 3) -> None:
+    `max_evidence` caps the evidence sentences per topic (best first); 0 or None keeps all.
+    """
+
+    def __init__(self, model: TopicModel, batch_size: int = 64, max_evidence: int | None = 3) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+        if max_evidence is not None and (not isinstance(max_evidence, int) or max_evidence < 0):
+            raise ValueError(f"max_evidence must be a whole number ≥ 0 or None, got {max_evidence!r}")
         self.model = model
-        self.labels = list(model.meta.labels)
-        self.thresholds = np.asarray(model.meta.thresholds, dtype=np.float64)
+        self.labels = list(model.card.labels)
+        self.thresholds = np.asarray(model.card.thresholds, dtype=np.float64)
+        self.article_rule = ArticleRule.from_dict(model.card.article_rule, self.thresholds)
         self.batch_size = batch_size
-        self.max_evidence = max_evidence
+        self.max_evidence = max_evidence or None
+
+    @property
+    def article_thresholds(self) -> np.ndarray:
+        return self.article_rule.thresholds
 
     @classmethod
     def load(
-        cls, path_or_uri: str | Path, device: str = "auto", batch_size: int = 64, tracking_uri: str | None = None
+        cls,
+        path_or_uri: str | Path,
+        device: str = "auto",
+        batch_size: int = 64,
+        tracking_uri: str | None = None,
+        max_evidence: int | None = 3,
     ) -> Predictor:
         """Load a model directory or an MLflow model URI (looked up in `tracking_uri`, else
         MLFLOW_TRACKING_URI, else experiments/mlflow.db)."""
-        return cls(load_model(_resolve(path_or_uri, tracking_uri), device=device), batch_size=batch_size)
+        model = load_model(_resolve(path_or_uri, tracking_uri), device=device)
+        return cls(model, batch_size=batch_size, max_evidence=max_evidence)
+
+    def score_sentences(self, sentences: Sequence[str]) -> np.ndarray:
+        """Probabilities (sentences × topics) for texts taken as single sentences."""
+        return self.model.score(_texts(sentences, "sentences"), batch_size=self.batch_size).probs
 
     def predict_sentences(self, sentences: Sequence[str]) -> list[SentenceResult]:
         """Score each text as one sentence (empty text: no topics, flagged, never an error)."""
-        spans = [(s, 0, len(s), "text") for s in sentences]
+        spans = [(s, 0, len(s), "text") for s in _texts(sentences, "sentences")]
         return self._score_spans(spans)
 
-    def predict_article(self, text: str, title: str | None = None) -> ArticleResult:
+    def predict_article(self, text: str | None, title: str | None = None) -> ArticleResult:
         return self.predict_articles([text], titles=[title])[0]
 
-    def predict_articles(self, texts: Sequence[str], titles: Sequence[str | None] | None = None) -> list[ArticleResult]:
-        """Split every article into sentences, score all of them in one batched pass, aggregate."""
-        titles = titles if titles is not None else [None] * len(texts)
+    def predict_articles(
+        self, texts: Sequence[str | None], titles: Sequence[str | None] | None = None
+    ) -> list[ArticleResult]:
+        """Split every article into sentences, score all of them in one batched pass, aggregate.
+
+        `None` is an empty article (or no title).
+        """
+        texts = _texts(texts, "texts", allow_none=True)
+        titles = _texts(titles, "titles", allow_none=True) if titles is not None else [None] * len(texts)
         if len(titles) != len(texts):
             raise ValueError(f"{len(titles)} titles for {len(texts)} articles")
         spans, owners = [], []
@@ -158,16 +190,25 @@ class Predictor:
             )
         return results
 
+    def article_features(self, sentences: Sequence[SentenceResult]) -> np.ndarray:
+        """The article rule's features (topics × features) from an article's scored sentences."""
+        scored = [s for s in sentences if s.scores]
+        probs = np.array([[s.scores[n] for n in self.labels] for s in scored]).reshape(-1, len(self.labels))
+        return article_features(probs, np.array([s.source == "title" for s in scored]), self.thresholds)
+
     def _aggregate(self, sentences: list[SentenceResult]) -> ArticleResult:
-        """An article carries a topic when its best sentence does (the annotation guide's rule)."""
-        if not sentences:
-            return ArticleResult([], {}, [], [EMPTY])
-        scores = {name: max(s.scores[name] for s in sentences) for name in self.labels}
+        """Article topics by the model's article rule; the evidence is the sentences that carry each
+        topic (over the sentence threshold, best first; the best sentence when none passes)."""
+        if not any(s.scores for s in sentences):
+            return ArticleResult([], {}, sentences, [EMPTY])
+        article_scores = self.article_rule.scores(self.article_features(sentences))
+        scores = {name: float(p) for name, p in zip(self.labels, article_scores)}
         topics = []
-        for name, threshold in zip(self.labels, self.thresholds):
-            if scores[name] < threshold:
+        for j, name in enumerate(self.labels):
+            if article_scores[j] < self.article_thresholds[j]:
                 continue
-            carriers = sorted((s for s in sentences if s.scores[name] >= threshold), key=lambda s: -s.scores[name])
+            ranked = sorted((s for s in sentences if s.scores), key=lambda s: -s.scores[name])
+            carriers = [s for s in ranked if s.scores[name] >= self.thresholds[j]] or ranked[:1]
             evidence = [
                 Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[: self.max_evidence]
             ]
@@ -179,3 +220,15 @@ class Predictor:
         if any(TRUNCATED in s.flags for s in sentences):
             flags.append(TRUNCATED)
         return ArticleResult(topics, scores, sentences, flags)
+
+
+def _texts(values: Any, name: str, allow_none: bool = False) -> list[Any]:
+    """Check a public method's list of texts: a sequence of strings (or None where allowed)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list of strings, got {type(values).__name__}")
+    for i, value in enumerate(values):
+        if not (isinstance(value, str) or (allow_none and value is None)):
+            raise TypeError(
+                f"{name}[{i}] must be a string{' or None' if allow_none else ''}, got {type(value).__name__}"
+            )
+    return list(values)

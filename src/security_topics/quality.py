@@ -1,216 +1,31 @@
-"""Quality gates for the labelled corpus: `python -m security_topics.quality`.
+"""Check the labelled corpus against its quality gates: `python -m security_topics.quality`.
 
-Schema, duplicates and near-duplicates, counts and sub-theme minimums, length statistics,
-and a cross-validated TF-IDF check that the data is learnable but not templated.
-Minimums live in the data config (`data.quality`); every failed gate is listed at once.
+Prints the corpus statistics, then either "all quality gates passed" or every failed gate (exit 1).
 """
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import sys
 
 import hydra
-import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from security_topics.data import (
-    Article,
-    Example,
-    find_duplicates,
-    in_articles,
-    read_articles,
-    read_sentences,
-    split_examples,
-)
-from security_topics.labels import LabelSet
-from security_topics.text import normalize, split_sentences
-
-log = logging.getLogger(__name__)
+from security_topics.corpus import CorpusSpec
+from security_topics.corpus_checks import check_corpus
 
 
-@dataclass
-class QualityReport:
-    stats: dict[str, Any] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-
-    def check(self, ok: bool, message: str) -> None:
-        if not ok:
-            self.failures.append(message)
-
-
-def char_ngrams(text: str, n: int = 5) -> set[str]:
-    text = normalize(text)
-    return {text[i : i + n] for i in range(max(len(text) - n + 1, 1))}
-
-
-def jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-
-def near_duplicate_pairs(
-    texts: Sequence[str], threshold: float = 0.8, neighbours: int = 5
-) -> tuple[int, list[tuple[int, int, float]]]:
-    """Nearest-neighbour candidates by character 5-gram overlap, confirmed by exact Jaccard.
-
-    Returns the number of candidate pairs checked and those at or above `threshold`.
-    """
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.neighbors import NearestNeighbors
-
-    clean = [normalize(t) for t in texts]
-    vectors = CountVectorizer(analyzer="char", ngram_range=(5, 5), binary=True).fit_transform(clean)
-    k = min(neighbours + 1, len(texts))
-    _, index = NearestNeighbors(n_neighbors=k, metric="cosine").fit(vectors).kneighbors(vectors)
-    grams = [char_ngrams(t) for t in texts]
-    pairs = {(min(i, j), max(i, j)) for i, row in enumerate(index) for j in row if i != j}
-    found = [(i, j, s) for i, j in sorted(pairs) if (s := jaccard(grams[i], grams[j])) >= threshold]
-    return len(pairs), found
-
-
-def cross_validated_macro_f1(examples: Sequence[Example], labels: LabelSet, folds: int = 5, seed: int = 0) -> float:
-    """Mean macro-F1 of the TF-IDF baseline over `folds` seeded random folds."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.multiclass import OneVsRestClassifier
-    from sklearn.pipeline import make_pipeline
-
-    order = np.random.default_rng(seed).permutation(len(examples))
-    fold_of = np.empty(len(examples), dtype=int)
-    fold_of[order] = np.arange(len(examples)) % folds
-    texts = np.array([normalize(e.text) for e in examples], dtype=object)
-    y = labels.encode_many([e.labels for e in examples]).astype(int)
-    scores = []
-    for fold in range(folds):
-        test = fold_of == fold
-        model = make_pipeline(
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
-            OneVsRestClassifier(LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, solver="liblinear")),
-        )
-        model.fit(texts[~test], y[~test])
-        scores.append(f1_score(y[test], model.predict(texts[test]), average="macro", zero_division=0))
-    return float(np.mean(scores))
-
-
-def check_corpus(data_cfg: DictConfig) -> QualityReport:
-    labels = LabelSet.of(data_cfg.labels)
-    gates = data_cfg.quality
-    report = QualityReport()
-    examples = read_sentences(data_cfg.sentences, labels)  # schema and label set: raises on the first error
-    articles = read_articles(data_cfg.articles, labels)
-    _check_sentences(report, examples, labels, gates)
-    _check_articles(report, articles, labels, gates)
-
-    shared = len(in_articles(examples, articles))
-    report.stats["article_sentences_in_corpus"] = shared
-    report.check(
-        not shared, f"{shared} article sentence(s) also stand in the sentence corpus (articles are evaluation only)"
-    )
-
-    duplicates = find_duplicates(examples)
-    report.stats["exact_duplicates"] = sum(len(g) - 1 for g in duplicates)
-    report.check(
-        not duplicates,
-        f"{len(duplicates)} exact duplicate group(s), first at lines {[e.line for e in (duplicates or [[]])[0]]}",
-    )
-
-    checked, near = near_duplicate_pairs([e.text for e in examples], float(gates.near_duplicate_jaccard))
-    report.stats["near_duplicate_pairs"] = {"checked": checked, "found": len(near)}
-    report.check(
-        len(near) < float(gates.max_near_duplicate_share) * checked,
-        f"{len(near)} of {checked} nearest-neighbour pairs are near-duplicates"
-        f" (Jaccard ≥ {gates.near_duplicate_jaccard})",
-    )
-    splits = split_examples(examples, dict(data_cfg.split), int(data_cfg.split_seed))
-    split_of = {id(e): name for name, members in splits.items() for e in members}
-    crossing = [
-        (examples[i].line, examples[j].line)
-        for i, j, _ in near
-        if {split_of[id(examples[i])], split_of[id(examples[j])]} == {"train", "test"}
-    ]
-    report.stats["near_duplicates_across_train_test"] = len(crossing)
-    report.check(not crossing, f"near-duplicates across train and test at lines {crossing[:5]}")
-
-    f1 = cross_validated_macro_f1(examples, labels)
-    report.stats["tfidf_cv_macro_f1"] = round(f1, 4)
-    low, high = gates.tfidf_cv_macro_f1
-    report.check(
-        low <= f1 <= high, f"TF-IDF cross-validated macro-F1 {f1:.3f} outside [{low}, {high}] (≈1 means templated data)"
-    )
-    return report
-
-
-def _check_sentences(report: QualityReport, examples: list[Example], labels: LabelSet, gates: DictConfig) -> None:
-    counts = Counter(label for e in examples for label in e.labels)
-    none = [e for e in examples if not e.labels]
-    hard = [e for e in none if e.meta.get("subtheme") in set(gates.hard_negative_subthemes)]
-    multi = [e for e in examples if len(e.labels) > 1]
-    lengths = np.array([len(e.text.split()) for e in examples])
-    report.stats["sentences"] = {
-        "rows": len(examples),
-        **{name: counts[name] for name in labels.names},
-        "none": len(none),
-        "hard_negatives": len(hard),
-        "multi_label": len(multi),
-        "words": {
-            "min": int(lengths.min()),
-            "mean": round(float(lengths.mean()), 1),
-            "median": float(np.median(lengths)),
-            "max": int(lengths.max()),
-        },
-    }
-    for name in labels.names:
-        report.check(counts[name] >= gates.min_per_topic, f"{name}: {counts[name]} sentences < {gates.min_per_topic}")
-        themes = Counter(e.meta.get("subtheme", "") for e in examples if e.labels == (name,))
-        covered = sorted(t for t, n in themes.items() if n >= gates.min_per_subtheme)
-        report.stats.setdefault("subthemes", {})[name] = dict(sorted(themes.items()))
-        report.check(
-            len(covered) >= gates.min_subthemes,
-            f"{name}: {len(covered)} sub-themes with ≥{gates.min_per_subtheme} sentences < {gates.min_subthemes}",
-        )
-    report.check(len(none) >= gates.min_none, f"{len(none)} sentences without topic < {gates.min_none}")
-    report.check(len(hard) >= gates.min_hard_negatives, f"{len(hard)} hard negatives < {gates.min_hard_negatives}")
-    report.check(len(multi) >= gates.min_multi_label, f"{len(multi)} multi-label sentences < {gates.min_multi_label}")
-    low, high = gates.words
-    bad = [e.line for e, n in zip(examples, lengths) if not low <= n <= high]
-    report.check(not bad, f"{len(bad)} sentence(s) outside {low}-{high} words, lines {bad[:10]}")
-
-
-def _check_articles(report: QualityReport, articles: list[Article], labels: LabelSet, gates: DictConfig) -> None:
-    sizes = np.array([len(split_sentences(a.text)) for a in articles])
-    per_topic = {name: sum(name in a.labels for a in articles) for name in labels.names}
-    none = sum(not a.labels for a in articles)
-    multi = sum(len(a.labels) > 1 for a in articles)
-    report.stats["articles"] = {
-        "rows": len(articles),
-        **per_topic,
-        "none": none,
-        "multi_label": multi,
-        "sentences": {"min": int(sizes.min()), "mean": round(float(sizes.mean()), 1), "max": int(sizes.max())},
-    }
-    report.check(len(articles) >= gates.min_articles, f"{len(articles)} articles < {gates.min_articles}")
-    for name, n in per_topic.items():
-        report.check(n >= gates.min_articles_per_topic, f"{name}: {n} articles < {gates.min_articles_per_topic}")
-    report.check(none >= gates.min_articles_none, f"{none} articles without topic < {gates.min_articles_none}")
-    report.check(multi >= gates.min_articles_multi, f"{multi} multi-topic articles < {gates.min_articles_multi}")
-    low, high = gates.article_sentences
-    bad = [a.id for a, n in zip(articles, sizes) if not low <= n <= high]
-    report.check(not bad, f"articles outside {low}-{high} sentences: {bad[:10]}")
-
-
-@hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="quality")
 def main(cfg: DictConfig) -> None:
-    from omegaconf import OmegaConf
-
-    report = check_corpus(cfg.data)
-    print(OmegaConf.to_yaml(OmegaConf.create(report.stats)))  # noqa: T201 - the command's output
-    if report.failures:
-        raise SystemExit("quality gates failed:\n- " + "\n- ".join(report.failures))
-    print("all quality gates passed")  # noqa: T201
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    baseline = hydra.utils.instantiate(cfg.model)
+    results = check_corpus(
+        CorpusSpec.from_mapping(data), data["quality"], lambda train, labels: baseline.fit(train, [], labels)
+    )
+    print(OmegaConf.to_yaml(OmegaConf.create(results.stats)))
+    if results.failures:
+        print("quality gates failed:\n- " + "\n- ".join(results.failures), file=sys.stderr)
+        sys.exit(1)
+    print("all quality gates passed")
 
 
 if __name__ == "__main__":

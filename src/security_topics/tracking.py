@@ -1,4 +1,4 @@
-"""MLflow: store set-up (fail fast when a server is down), run metadata, model logging."""
+"""MLflow: store set-up (fail fast when a server is down), run metadata, metrics, artifacts."""
 
 from __future__ import annotations
 
@@ -7,31 +7,21 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
-from omegaconf import DictConfig, OmegaConf
+from mlflow.exceptions import MlflowException
 
-from security_topics.models.base import MODEL_CARD
+from security_topics.errors import TrackingError
 
 log = logging.getLogger(__name__)
 
-PYFUNC_MODEL_FILE = Path(__file__).with_name("pyfunc_model.py")
 DEFAULT_URI = "sqlite:///experiments/mlflow.db"
-MODEL_DIR_ARTIFACT = "model_dir"
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
 PARAMS_PER_CALL = 100
-
-
-class TrackingError(RuntimeError):
-    """The tracking store can not be used; the message says what to do."""
 
 
 def resolve_uri(uri: str | None = None, local_uri: str = DEFAULT_URI) -> str:
@@ -61,12 +51,6 @@ def configure(uri: str, experiment: str, artifact_root: str | Path | None = None
     return experiment_id
 
 
-def setup(tracking_cfg: DictConfig) -> str:
-    """`configure` from the `tracking` config group; returns the experiment id."""
-    uri = resolve_uri(tracking_cfg.uri, tracking_cfg.local_uri)
-    return configure(uri, tracking_cfg.experiment, tracking_cfg.artifact_root)
-
-
 def check_server(uri: str, timeout: float = 5.0) -> None:
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
@@ -94,13 +78,12 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def log_config(cfg: DictConfig) -> None:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    params = flatten(resolved)
-    items = sorted(params.items())
+def log_config(config: Mapping[str, Any], config_yaml: str) -> None:
+    """The resolved config as flat params, and as the YAML file it was written in."""
+    items = sorted(flatten(config).items())
     for start in range(0, len(items), PARAMS_PER_CALL):
         mlflow.log_params(dict(items[start : start + PARAMS_PER_CALL]))
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    mlflow.log_text(config_yaml, "config.yaml")
 
 
 def git_tags(root: str | Path = ".") -> dict[str, str]:
@@ -133,79 +116,30 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: s
     mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=step)
 
 
-def _requirements() -> list[str]:
-    packages = (
-        "mlflow",
-        "torch",
-        "transformers",
-        "tokenizers",
-        "safetensors",
-        "scikit-learn",
-        "scipy",
-        "numpy",
-        "pandas",
-        "omegaconf",
-    )
-    return [f"{name}=={metadata.version(name)}" for name in packages]
-
-
-def log_model(model_dir: Path, registered_name: str | None = None) -> str:
-    """Log the model directory as a pyfunc wrapping the Predictor; return the model URI."""
-    with warnings.catch_warnings():
-        # The signature is given; an input example would make MLflow load and run the model.
-        warnings.filterwarnings("ignore", message=".*input example was not provided")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PYFUNC_MODEL_FILE),
-            artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-            pip_requirements=_requirements(),
-            code_paths=[str(Path(__file__).parent)],  # the package travels with the model
-            signature=ModelSignature(
-                inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)])
-            ),
-            registered_model_name=registered_name or None,
-        )
-    return info.model_uri
-
-
-def download_model_dir(uri: str, tracking_uri: str | None = None) -> Path:
-    """Fetch a logged model (`runs:/…`, `models:/…`) and return its security-topics directory."""
-    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
-    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    for card in sorted(root.rglob(MODEL_CARD)):
-        return card.parent
-    raise FileNotFoundError(f"{uri} holds no security-topics model directory (looked under {root})")
+def download_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
+    """Fetch a logged model or artifact folder (`runs:/…`, `models:/…`) into a local folder."""
+    store = resolve_uri(tracking_uri)
+    if store.startswith(("http://", "https://")):
+        check_server(store)
+    mlflow.set_tracking_uri(store)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as err:
+        raise TrackingError(
+            f"{uri}: {err.message} (searched the MLflow store {store}; pass tracking_uri=... "
+            "or --tracking-uri, or set MLFLOW_TRACKING_URI, to use another)"
+        ) from None
 
 
 def log_artifacts(directory: Path, artifact_path: str) -> None:
     mlflow.log_artifacts(str(directory), artifact_path)
 
 
-def _multirun() -> Any:
-    """Hydra's config when this job is part of a multirun (a sweep), else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+def sweep_parent(experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    """The parent run that groups a sweep's jobs in the MLflow UI (created by the first job).
 
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
-
-
-def sweep_tags() -> dict[str, str]:
-    hydra_cfg = _multirun()
-    if hydra_cfg is None:
-        return {}
-    return {
-        "sweep_id": Path(hydra_cfg.sweep.dir).name,
-        "sweep_job": str(hydra_cfg.job.num),
-        "sweep_overrides": ",".join(hydra_cfg.overrides.task)[:MAX_PARAM_LENGTH],
-    }
-
-
-def sweep_parent(experiment_id: str) -> str | None:
-    """The parent run that groups this sweep's jobs in the MLflow UI (created by the first job)."""
-    tags = sweep_tags()
+    `tags` are the job's sweep tags (`sweep_id` …); none means the job is not part of a sweep.
+    """
     if not tags:
         return None
     client = mlflow.MlflowClient()

@@ -1,7 +1,8 @@
 """Train a topic model: `python -m security_topics.train model=tfidf trainer.epochs=3`.
 
-data splits -> fit -> per-topic thresholds -> save -> evaluate (sentences, articles)
--> MLflow (config, metrics, plots, pyfunc model). Returns validation macro-F1 for sweeps.
+splits -> fit -> sentence thresholds (validation sentences) -> article rule (validation articles)
+-> save -> evaluate (test sentences and articles) -> MLflow (config, metrics, plots, pyfunc model).
+Returns `optimized_metric` for sweeps.
 """
 
 from __future__ import annotations
@@ -10,87 +11,138 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from security_topics import tracking
-from security_topics.data import fingerprint, read_articles
-from security_topics.evaluation import compute_metrics, evaluate_predictor
+from security_topics.aggregation import RULE_KINDS, fit_article_rule
+from security_topics.corpus import CorpusSpec, load_splits
+from security_topics.data import fingerprint
+from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
-from security_topics.models.base import MODEL_CARD
+from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.mlflow_model import log_model
+from security_topics.models.card import CARD_FILE
 from security_topics.predictor import Predictor
-from security_topics.prepare import load_splits
-from security_topics.runs import hydra_run_dir
-from security_topics.thresholds import tune_thresholds
+from security_topics.recipes.settings import TrainerSettings
+from security_topics.reporting import evaluate_predictor
 
 log = logging.getLogger(__name__)
 
+THRESHOLD_MODES = ("tune", "fixed")
+ARTICLE_RULES = ("auto", "max", "logistic", "sentence")
 
-def train(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, float]:
-    """Run the pipeline; outputs go to `run_dir` (default: Hydra's run directory)."""
-    if cfg.thresholds.mode not in ("tune", "fixed"):
-        raise ValueError(f"thresholds.mode must be 'tune' or 'fixed', got {cfg.thresholds.mode!r}")
-    run_dir = run_dir or hydra_run_dir()
-    labels = LabelSet.of(cfg.data.labels)
-    splits = load_splits(cfg.data)
-    articles = read_articles(cfg.data.articles, labels) if cfg.data.articles else []
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run the pipeline; outputs go to `cfg.output_dir`."""
+    if cfg.thresholds.mode not in THRESHOLD_MODES:
+        raise ConfigError(f"thresholds.mode must be 'tune' or 'fixed', got {cfg.thresholds.mode!r}")
+    if cfg.thresholds.mode == "fixed" and not isinstance(cfg.thresholds.value, (int, float)):
+        raise ConfigError(f"thresholds.value must be a number, got {cfg.thresholds.value!r}")
+    if cfg.article_rule not in ARTICLE_RULES:
+        raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {cfg.article_rule!r}")
+    settings: TrainerSettings = hydra.utils.instantiate(cfg.trainer)
     recipe = hydra.utils.instantiate(cfg.model)
+    run_dir = Path(cfg.output_dir)
+    spec = CorpusSpec.from_mapping(OmegaConf.to_container(cfg.data, resolve=True))
+    labels = LabelSet.of(spec.labels)
+    splits = load_splits(spec)
+    sentences, articles = splits.sentences, splits.articles
 
-    experiment_id = tracking.setup(cfg.tracking)
+    experiment_id = tracking.configure(
+        tracking.resolve_uri(cfg.tracking.uri, cfg.tracking.local_uri),
+        cfg.tracking.experiment,
+        cfg.tracking.artifact_root,
+    )
+    sweep = _sweep_tags()
     tags = {
         "model": cfg.model.name,
-        "data_fingerprint": fingerprint([p for p in (cfg.data.sentences, cfg.data.articles) if p]),
+        "data_fingerprint": fingerprint([p for p in (spec.sentences, spec.articles) if p]),
         "stage": "train",
         **tracking.git_tags(cfg.paths.root_dir),
-        **tracking.sweep_tags(),
+        **sweep,
     }
-    parent = tracking.sweep_parent(experiment_id)
+    parent = tracking.sweep_parent(experiment_id, sweep)
     with tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent):
-        tracking.log_config(cfg)
+        tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
         started = time.perf_counter()
-        model = recipe.fit(splits["train"], splits["validation"], labels, cfg.trainer, run_dir, tracking.log_metrics)
+        model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
         train_seconds = time.perf_counter() - started
 
-        y_val = labels.encode_many([e.labels for e in splits["validation"]])
-        val_probs = model.score([e.text for e in splits["validation"]]).probs
-        model.meta.thresholds = _thresholds(cfg.thresholds, y_val, val_probs, len(labels))
-        validation = compute_metrics(y_val, val_probs >= np.asarray(model.meta.thresholds), labels.names)
+        y_val = labels.encode_many([e.labels for e in sentences["validation"]])
+        val_probs = model.score([e.text for e in sentences["validation"]]).probs
+        if cfg.thresholds.mode == "tune":
+            model.card.thresholds = tune_thresholds(y_val, val_probs).tolist()
+        else:
+            model.card.thresholds = [float(cfg.thresholds.value)] * len(labels)
+        metrics = {
+            f"val_{k}": v
+            for k, v in compute_metrics(y_val, val_probs >= np.asarray(model.card.thresholds), labels.names).items()
+        }
+        rule_metrics = _learn_article_rule(model, articles["validation"], labels, cfg.article_rule, settings.seed)
 
         model_dir = run_dir / "model"
         model.save(model_dir)
         (model_dir / "training_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.save_dir and not parent:  # sweep jobs keep their models in their own run dirs
             _replace_model_dir(Path(cfg.save_dir), model_dir)
-        metrics = evaluate_predictor(Predictor(model), splits["test"], articles, run_dir / "eval")
-        metrics.update({f"val_{k}": v for k, v in validation.items()}, train_seconds=train_seconds)
+        metrics.update(evaluate_predictor(Predictor(model), sentences["test"], articles["test"], run_dir / "eval"))
+        metrics.update(rule_metrics, train_seconds=train_seconds)
         tracking.log_metrics(metrics)
-        tracking.log_metrics(dict(zip([f"threshold_{n}" for n in labels.names], model.meta.thresholds)))
         tracking.log_artifacts(run_dir / "eval", "eval")
         if cfg.tracking.log_model:
-            uri = tracking.log_model(model_dir, cfg.tracking.registered_model_name)
+            uri = log_model(model_dir, cfg.tracking.registered_model_name)
             log.info("logged model %s", uri)
     log.info(
-        "%s: validation macro-F1 %.3f, test macro-F1 %.3f, article macro-F1 %.3f (%.0f s training)",
+        "%s: validation macro-F1 %.3f, test macro-F1 %.3f, article macro-F1 %.3f (%s rule; %.0f s training)",
         cfg.model.name,
         metrics["val_macro_f1"],
         metrics.get("test_macro_f1", float("nan")),
         metrics.get("article_macro_f1", float("nan")),
+        model.card.article_rule.get("kind", "sentence"),
         train_seconds,
     )
     return metrics
 
 
-def _thresholds(settings: DictConfig, y_val: np.ndarray, val_probs: np.ndarray, n_labels: int) -> list[float]:
-    if settings.mode == "tune":
-        return tune_thresholds(y_val, val_probs).tolist()
-    return [float(settings.value)] * n_labels
+def _learn_article_rule(model: Any, articles: list, labels: LabelSet, mode: str, seed: int) -> dict[str, float]:
+    """Learn the article rule on the validation articles and write it into the model's card."""
+    if mode == "sentence" or not articles:
+        if mode != "sentence":
+            log.warning("no validation articles: articles use the sentence thresholds on their best sentence")
+        model.card.article_rule = {}
+        return {}
+    predictor = Predictor(model)
+    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+    features = [predictor.article_features(r.sentences) for r in results]
+    y = labels.encode_many([a.labels for a in articles])
+    rule, scores = fit_article_rule(features, y, kinds=RULE_KINDS if mode == "auto" else (mode,), seed=seed)
+    model.card.article_rule = rule.to_dict()
+    log.info("article rule: %s (cross-validated on validation articles: %s)", rule.kind, scores)
+    return scores
+
+
+def _sweep_tags() -> dict[str, str]:
+    """Tags that group a multirun's jobs (empty outside a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return {}
+    hydra_cfg = HydraConfig.get()
+    return {
+        "sweep_id": Path(hydra_cfg.sweep.dir).name,
+        "sweep_job": str(hydra_cfg.job.num),
+        "sweep_overrides": ",".join(hydra_cfg.overrides.task)[: tracking.MAX_PARAM_LENGTH],
+    }
 
 
 def _replace_model_dir(target: Path, model_dir: Path) -> None:
     """Copy the model to its stable path, replacing only an earlier model (never other files)."""
-    if target.exists() and not (target / MODEL_CARD).is_file() and any(target.iterdir()):
+    if target.exists() and not (target / CARD_FILE).is_file() and any(target.iterdir()):
         raise FileExistsError(f"save_dir={target} holds files that are not a saved model: choose another save_dir")
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(model_dir, target)
@@ -98,7 +150,7 @@ def _replace_model_dir(target: Path, model_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 def main(cfg: DictConfig) -> float:
-    return train(cfg)["val_macro_f1"]
+    return train(cfg)[cfg.optimized_metric]
 
 
 if __name__ == "__main__":

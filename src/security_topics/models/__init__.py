@@ -1,22 +1,27 @@
-"""Model families. `load_model` reads any saved model directory."""
+"""Model families: score, save and load. `load_model` reads any saved model directory."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from security_topics.models.base import ModelMeta, TopicModel
+from security_topics.models.card import ModelCard, ModelDirError, TopicModel
+
+# family (as written in the card) -> "module:Class"; imported on use, so a TF-IDF model never
+# pays for torch. A new family is one line here and one file in this package.
+FAMILIES = {
+    "tfidf": "security_topics.models.tfidf:TfidfModel",
+    "transformer": "security_topics.models.transformer:TransformerModel",
+    "ensemble": "security_topics.models.ensemble:EnsembleModel",
+}
 
 
 def load_model(directory: str | Path, device: str = "auto") -> TopicModel:
     """Load a saved model directory of any family; its card says which."""
     directory = Path(directory)
-    meta = ModelMeta.load(directory)
-    if meta.family == "tfidf":
-        from security_topics.models.tfidf import TfidfModel
-
-        return TfidfModel.load(directory, meta)
-    if meta.family == "transformer":
-        from security_topics.models.transformer import TransformerModel
-
-        return TransformerModel.load(directory, meta, device=device)
-    raise ValueError(f"{directory}: unknown model family {meta.family!r}")
+    card = ModelCard.load(directory)
+    if card.family not in FAMILIES:
+        raise ModelDirError(f"{directory}: unknown model family {card.family!r}; known: {sorted(FAMILIES)}")
+    module, name = FAMILIES[card.family].split(":")
+    family = getattr(importlib.import_module(module), name)
+    return family.load(directory, card, device=device)

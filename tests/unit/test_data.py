@@ -1,22 +1,12 @@
 import json
-from collections import Counter
 
 import pytest
 
-from security_topics.data import (
-    DataError,
-    Example,
-    find_duplicates,
-    read_articles,
-    read_sentences,
-    split_examples,
-    write_jsonl,
-)
+from security_topics.data import Example, read_articles, read_sentences, write_jsonl
+from security_topics.errors import DataError
 from security_topics.labels import LabelSet
-from security_topics.text import dedup_key
 
 LABELS = LabelSet.of(["counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security"])
-RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 def write(tmp_path, name, content):
@@ -111,55 +101,6 @@ def test_custom_label_set_is_accepted_without_code_changes(tmp_path):
     assert read_sentences(path, labels)[0].labels == ("border_security",)
 
 
-def _corpus(n=400):
-    topics = list(LABELS.names)
-    examples = []
-    for i in range(n):
-        labels = () if i % 3 == 0 else (topics[i % 5],) if i % 7 else (topics[i % 5], topics[(i + 1) % 5])
-        examples.append(Example(f"جملة رقم {i} عن موضوع", labels, id=str(i), line=i + 2))
-    return examples
-
-
-def test_split_is_deterministic_and_seed_dependent():
-    a = split_examples(_corpus(), RATIOS, seed=7)
-    b = split_examples(_corpus(), RATIOS, seed=7)
-    c = split_examples(_corpus(), RATIOS, seed=8)
-    assert {k: [e.id for e in v] for k, v in a.items()} == {k: [e.id for e in v] for k, v in b.items()}
-    assert [e.id for e in a["test"]] != [e.id for e in c["test"]]
-    assert sum(len(v) for v in a.values()) == 400
-    assert 30 <= len(a["test"]) <= 50 and 30 <= len(a["validation"]) <= 50
-
-
-def test_split_is_stratified_by_label():
-    splits = split_examples(_corpus(), RATIOS, seed=1)
-    for name in LABELS.names:
-        total = sum(name in e.labels for v in splits.values() for e in v)
-        in_test = sum(name in e.labels for e in splits["test"])
-        assert abs(in_test - total * 0.1) <= 3, name
-
-
-def test_duplicates_are_found_and_never_cross_splits():
-    examples = _corpus(200)
-    copies = [
-        Example(e.text.replace("جملة", "جملةٌ") + ".", e.labels, id=e.id + "dup", line=1000 + i)
-        for i, e in enumerate(examples[:60])
-    ]
-    groups = find_duplicates(examples + copies)
-    assert len(groups) == 60
-    splits = split_examples(examples + copies, RATIOS, seed=3)
-    where = {}
-    for split, members in splits.items():
-        for e in members:
-            where.setdefault(dedup_key(e.text), set()).add(split)
-    assert all(len(s) == 1 for s in where.values())
-    assert Counter(len(s) for s in where.values()) == Counter({1: 200})
-
-
-def test_split_ratios_must_sum_to_one():
-    with pytest.raises(ValueError, match="sum to 1"):
-        split_examples(_corpus(10), {"train": 0.8, "validation": 0.1, "test": 0.2}, seed=1)
-
-
 def test_csv_line_numbers_count_blank_and_multi_line_rows(tmp_path):
     content = 'text,labels\nنص,narcotics\n\n"سطر\nثان",aviation\nنص آخر,weather\n'
     path = write(tmp_path, "s.csv", content)
@@ -173,3 +114,15 @@ def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
     write_jsonl(tmp_path / "s.jsonl", [example, Example("خبر", (), id="y")])
     back = read_sentences(tmp_path / "s.jsonl", LABELS)
     assert [(e.text, e.line) for e in back] == [(example.text, 1), ("خبر", 2)]
+
+
+def test_unlabelled_articles_need_only_text(tmp_path):
+    path = write(tmp_path, "a.jsonl", '{"text": "نص الخبر"}\n{"id": "x", "title": "عنوان", "text": "خبر آخر"}\n')
+    articles = read_articles(path, None)
+    assert [(a.id, a.title, a.text, a.labels) for a in articles] == [
+        ("1", "", "نص الخبر", ()),
+        ("x", "عنوان", "خبر آخر", ()),
+    ]
+    path = write(tmp_path, "b.jsonl", '{"title": "عنوان"}\n')
+    with pytest.raises(DataError, match=r"b.jsonl:1: field 'text': missing field"):
+        read_articles(path, None)

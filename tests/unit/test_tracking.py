@@ -2,15 +2,15 @@
 
 import time
 
-import mlflow
 import pytest
 
-from security_topics import Predictor, tracking
+from security_topics import tracking
+from security_topics.errors import TrackingError
 
 
 def test_an_unreachable_server_fails_fast_with_what_to_do():
     started = time.perf_counter()
-    with pytest.raises(tracking.TrackingError, match=r"http://127.0.0.1:9 is unreachable.*mlflow server"):
+    with pytest.raises(TrackingError, match=r"http://127.0.0.1:9 is unreachable.*mlflow server"):
         tracking.configure("http://127.0.0.1:9", "security-topics")
     assert time.perf_counter() - started < 10
 
@@ -29,14 +29,8 @@ def test_explicit_uri_beats_the_environment_which_beats_the_local_store(monkeypa
     assert tracking.resolve_uri("sqlite:///explicit.db", "sqlite:///local.db") == "sqlite:///explicit.db"
 
 
-@pytest.mark.slow
-def test_a_registered_model_loads_from_its_models_uri(tfidf_run, tmp_path):
+def test_a_missing_run_names_the_store_that_was_searched(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    tracking.configure(uri, "registry-test", tmp_path / "artifacts")
-    with tracking.start_run("register", tags={}):
-        tracking.log_model(tfidf_run.dir / "model", registered_name="security-topics-test")
-    text = "ضبط شحنة كبتاجون في ميناء جدة"
-    from_registry = Predictor.load("models:/security-topics-test/1", tracking_uri=uri).predict_article(text)
-    local = Predictor.load(tfidf_run.model_dir).predict_article(text)
-    assert from_registry.to_dict() == local.to_dict()
-    assert mlflow.MlflowClient(uri).get_registered_model("security-topics-test").name == "security-topics-test"
+    tracking.configure(uri, "empty", tmp_path / "artifacts")
+    with pytest.raises(TrackingError, match=r"runs:/0123456789abcdef/model: .*searched the MLflow store sqlite:///"):
+        tracking.download_artifacts("runs:/0123456789abcdef/model", uri)

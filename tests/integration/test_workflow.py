@@ -8,10 +8,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import FIXTURES, ROOT
+from helpers import FIXTURES, ROOT
 
+from security_topics.compare_runs import write_comparison
 from security_topics.params import compose_params
-from security_topics.report import write_comparison
+
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 
@@ -49,7 +51,6 @@ def project_copy(tmp_path) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
 def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
     _run(["security-topics", "params", "data=fixture", "model=tfidf"], project_copy)
     out = _run(["dvc", "repro"], project_copy)
@@ -69,7 +70,6 @@ def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
     assert "index.html" in _run(["dvc", "plots", "show", "-o", "plots"], project_copy)
 
 
-@pytest.mark.slow
 def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     _run(

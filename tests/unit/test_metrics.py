@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from security_topics.evaluation import compute_metrics, majority_baseline
 from security_topics.labels import LabelSet
-from security_topics.thresholds import tune_thresholds
+from security_topics.metrics import best_threshold, compute_metrics, majority_baseline, support, tune_thresholds
 
 
 def test_metrics_match_hand_computed_values():
@@ -17,6 +16,8 @@ def test_metrics_match_hand_computed_values():
     assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
     assert m["exact_match"] == 0.5
     assert m["none_accuracy"] == 0.0  # the one text without topics got a false alarm
+    assert not any(k.endswith("_support") for k in m)  # counts are not metrics...
+    assert support(y_true, ["a", "b"]) == {"a": 2, "b": 2, "none": 1}  # ...they are reported apart
 
 
 def test_majority_baseline_predicts_the_most_common_label_set():
@@ -57,3 +58,16 @@ def test_label_set_encodes_and_rejects_bad_sets():
         LabelSet.of([])
     with pytest.raises(ValueError, match="bad topic id"):
         LabelSet.of(["a|b"])
+
+
+def test_threshold_ties_go_to_the_one_nearest_the_default():
+    y = np.array([0, 0, 1, 1])
+    scores = np.array([0.1, 0.2, 0.8, 0.9])  # every threshold in (0.2, 0.8] separates perfectly
+    assert best_threshold(y, scores, grid=(0.3, 0.45, 0.6, 0.75), default=0.5) == 0.45
+    assert best_threshold(y, scores, grid=(0.3, 0.45, 0.6, 0.75), default=0.7) == 0.75
+    assert best_threshold(y, scores, grid=(0.4, 0.6), default=0.5) == 0.4  # equally near: the lower
+
+
+def test_a_score_equal_to_the_threshold_passes():
+    y = np.array([1, 0])
+    assert best_threshold(y, np.array([0.5, 0.3]), grid=(0.5, 0.55), default=0.9) == 0.5

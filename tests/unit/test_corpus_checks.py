@@ -1,23 +1,13 @@
-"""The corpus in data/raw/ passes its quality gates, and the gates catch what they are for."""
+"""The quality gates catch what they are for: near-duplicates and templated data."""
 
-import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
-
+from security_topics.corpus_checks import cross_validated_macro_f1, near_duplicate_pairs
 from security_topics.data import Example
 from security_topics.labels import LabelSet
-from security_topics.quality import check_corpus, cross_validated_macro_f1, near_duplicate_pairs
+from security_topics.recipes.tfidf import TfidfRecipe
 
 
-@pytest.mark.slow
-def test_the_corpus_passes_every_quality_gate():
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.root_dir={ROOT}"])
-    report = check_corpus(cfg.data)
-    assert report.failures == []
-    stats = report.stats
-    assert stats["sentences"]["none"] >= 1200 and stats["sentences"]["multi_label"] >= 200
-    assert 0.6 <= stats["tfidf_cv_macro_f1"] <= 0.97
+def _baseline(train, labels):
+    return TfidfRecipe(char_ngrams=(2, 5), word_ngrams=(1, 2)).fit(train, [], labels)
 
 
 def test_near_duplicates_are_found():
@@ -42,4 +32,4 @@ def test_templated_data_scores_near_one_and_would_fail_the_gate():
             examples.append(Example(f"ضبطت شرطة {city} شحنة مخدرات رقم {i}", ("a",)))
         else:
             examples.append(Example(f"افتتح محافظ {city} معرضا للكتاب رقم {i}", ("b",)))
-    assert cross_validated_macro_f1(examples, labels) > 0.97
+    assert cross_validated_macro_f1(examples, labels, _baseline) > 0.97

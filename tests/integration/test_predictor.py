@@ -1,4 +1,4 @@
-"""The predictor's contract: typed, JSON-serialisable results with evidence; defined edge cases."""
+"""The predictor with trained models: evidence spans, scores equal the model's, truncation, saved features."""
 
 import json
 
@@ -7,7 +7,9 @@ import pytest
 
 from security_topics import Predictor
 from security_topics.models import load_model
-from security_topics.predictor import EMPTY, NO_ARABIC, TRUNCATED
+from security_topics.predictor import TRUNCATED
+
+pytestmark = pytest.mark.slow
 
 ARTICLE = (
     "الرياض - واس: أعلنت المديرية العامة لمكافحة المخدرات ضبط 3.5 مليون قرص كبتاجون مخبأة في شحنة فواكه.\n"
@@ -22,15 +24,15 @@ def predictor(tfidf_run):
     return Predictor.load(run.model_dir)
 
 
-@pytest.mark.slow
 def test_article_topics_come_with_evidence_spans(predictor):
     result = predictor.predict_article(ARTICLE, title="ضبط شحنة كبتاجون")
     assert "narcotics" in result.labels
     topic = next(t for t in result.topics if t.topic == "narcotics")
-    assert topic.score == max(s.scores["narcotics"] for s in result.sentences)
-    assert topic.evidence and all(
-        e.score >= predictor.thresholds[predictor.labels.index("narcotics")] for e in topic.evidence
+    assert (
+        topic.score == result.scores["narcotics"] >= predictor.article_thresholds[predictor.labels.index("narcotics")]
     )
+    best = max(s.scores["narcotics"] for s in result.sentences)
+    assert topic.evidence and topic.evidence[0].score == best
     for evidence in topic.evidence:
         if evidence.source == "text":
             assert ARTICLE[evidence.start : evidence.end] == evidence.text
@@ -42,31 +44,6 @@ def test_article_topics_come_with_evidence_spans(predictor):
     assert json.loads(json.dumps(result.to_dict(), ensure_ascii=False))["labels"] == list(result.labels)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("text", ["", "   \n\t "])
-def test_empty_article_gives_an_empty_flagged_result(predictor, text):
-    result = predictor.predict_article(text)
-    assert (result.topics, result.sentences, result.flags) == ([], [], [EMPTY])
-
-
-@pytest.mark.slow
-def test_text_without_arabic_is_scored_and_flagged(predictor):
-    result = predictor.predict_article("Police seized 3 tonnes of cocaine at the port.")
-    assert NO_ARABIC in result.flags
-    assert set(result.scores) == set(predictor.labels)
-    sentence = predictor.predict_sentences(["Hello world", ""])
-    assert NO_ARABIC in sentence[0].flags and sentence[0].scores
-    assert sentence[1].flags == [EMPTY] and sentence[1].topics == []
-
-
-@pytest.mark.slow
-def test_batch_equals_one_by_one(predictor):
-    texts = [ARTICLE, "انطلقت مباراة الديربي بحضور 40 ألف مشجع.", ""]
-    batch = predictor.predict_articles(texts)
-    assert [r.to_dict() for r in batch] == [predictor.predict_article(t).to_dict() for t in texts]
-
-
-@pytest.mark.slow
 def test_sentence_scores_match_the_model(predictor):
     texts = ["تفكيك خلية إرهابية في بغداد", "هجوم فدية على شبكة المستشفى"]
     results = predictor.predict_sentences(texts)
@@ -76,11 +53,10 @@ def test_sentence_scores_match_the_model(predictor):
         assert r.topics == [n for n, p, t in zip(predictor.labels, row, predictor.thresholds) if p >= t]
 
 
-@pytest.mark.slow
 def test_over_long_sentences_are_truncated_with_a_flag(tiny_run):
     run = tiny_run
     model = load_model(run.model_dir, device="cpu")
-    model.meta.settings["max_length"] = 16
+    model.card.settings["max_length"] = 16
     predictor = Predictor(model)
     long = " ".join(["أعلنت السلطات تشديد إجراءات التفتيش في المطار"] * 10)
     results = predictor.predict_sentences([long, "تفتيش الركاب"])
@@ -88,7 +64,6 @@ def test_over_long_sentences_are_truncated_with_a_flag(tiny_run):
     assert TRUNCATED in predictor.predict_article(long + ".").flags
 
 
-@pytest.mark.slow
 def test_tfidf_saved_features_equal_sklearn(tfidf_run):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -101,10 +76,10 @@ def test_tfidf_saved_features_equal_sklearn(tfidf_run):
     texts = ["ضبط شحنة حشيش في ميناء طنجة", "اختراق خوادم شركة الطيران"]
     word = TfidfVectorizer(
         vocabulary=model.vocab["word"],
-        ngram_range=tuple(model.meta.settings["ngram_ranges"]["word"]),
+        ngram_range=tuple(model.card.settings["ngram_ranges"]["word"]),
         sublinear_tf=True,
     )
-    word.fit([normalize(t, model.meta.normalizer) for t in texts])  # fit only sets the vocabulary...
+    word.fit([normalize(t, model.card.normalizer) for t in texts])  # fit only sets the vocabulary...
     word.idf_ = model.arrays["idf_word"]  # ...the saved idf makes it the trained transform
-    expected = word.transform([normalize(t, model.meta.normalizer) for t in texts]).toarray()
+    expected = word.transform([normalize(t, model.card.normalizer) for t in texts]).toarray()
     assert np.allclose(model.features(texts)[:, : len(model.vocab["word"])].toarray(), expected)

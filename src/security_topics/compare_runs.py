@@ -1,4 +1,4 @@
-"""Compare training runs from the MLflow store: `security-topics report` (markdown and CSV).
+"""Compare training runs from the MLflow store in a markdown and CSV table (`security-topics report`).
 
 One row per training run (sweep parents left out): model, key params, training time,
 validation/test/article macro-F1 and per-topic test F1.
@@ -12,9 +12,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from security_topics.errors import TrackingError
 from security_topics.tracking import check_server, resolve_uri
 
 log = logging.getLogger(__name__)
+
 
 PARAMS = {
     "model.name": "model",
@@ -40,12 +42,12 @@ METRICS = {
 def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> pd.DataFrame:
     uri = resolve_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise SystemExit(f"no MLflow store at {uri}: train a model first (make run)")
+        raise TrackingError(f"no MLflow store at {uri}: train a model first (make run)")
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
-        raise SystemExit(f"no experiment {experiment!r} in {uri}")
+        raise TrackingError(f"no experiment {experiment!r} in {uri}")
     conditions = ["tags.stage = 'train'", "attributes.status = 'FINISHED'", *([filter_string] if filter_string else [])]
     runs = mlflow.search_runs(
         experiment_names=[experiment], filter_string=" and ".join(conditions), output_format="list"
@@ -87,7 +89,7 @@ def write_comparison(tracking_uri: str | None, experiment: str, output: Path, fi
     """Write OUTPUT.md and OUTPUT.csv, best test macro-F1 first; return the table."""
     table = collect_runs(tracking_uri, experiment, filter_string)
     if table.empty:
-        raise SystemExit(f"no finished training runs in experiment {experiment!r}")
+        raise TrackingError(f"no finished training runs in experiment {experiment!r}")
     table = table.sort_values("test_macro_f1", ascending=False, na_position="last")
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output.with_suffix(".csv"), index=False)

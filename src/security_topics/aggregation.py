@@ -1,0 +1,140 @@
+"""From sentence scores to article topics: the article rule, its features, and learning it on articles.
+
+An article's topic is not simply its best sentence: one background sentence that mentions a topic
+in passing should not label a whole article. The rule is learnt on validation articles and saved
+in the model card. Two kinds compete on validation, the better is kept:
+
+- `max`: the best sentence's score against a per-topic *article* threshold;
+- `logistic`: a per-topic logistic regression over a few features of the article's sentence
+  scores (best, second best, mean of the top 3, how many sentences pass, title score, where the
+  best sentence stands, article length).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import KFold
+
+from security_topics.metrics import DEFAULT_GRID, tune_thresholds
+
+RULE_KINDS = ("max", "logistic")  # simplest first
+FEATURES = ("max", "second", "top3_mean", "log_count_over", "title", "best_position", "log_sentences")
+
+
+def article_features(probs: np.ndarray, is_title: np.ndarray, sentence_thresholds: np.ndarray) -> np.ndarray:
+    """Features per topic (rows) of one article from its sentences' scores (title included).
+
+    `probs` is (sentences, topics); an article without sentences gives all zeros.
+    """
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1, len(sentence_thresholds))
+    is_title = np.asarray(is_title, dtype=bool)
+    n_topics = probs.shape[1]
+    out = np.zeros((n_topics, len(FEATURES)))
+    if len(probs) == 0:
+        return out
+    ordered = -np.sort(-probs, axis=0)
+    body = probs[~is_title]
+    out[:, 0] = ordered[0]
+    out[:, 1] = ordered[1] if len(probs) > 1 else 0.0
+    out[:, 2] = ordered[:3].mean(axis=0)
+    out[:, 3] = np.log1p((probs >= sentence_thresholds).sum(axis=0))
+    out[:, 4] = probs[is_title].max(axis=0) if is_title.any() else 0.0
+    if len(body):
+        out[:, 5] = np.argmax(body, axis=0) / max(len(body) - 1, 1)
+    out[:, 6] = np.log1p(len(body))
+    return out
+
+
+@dataclass
+class ArticleRule:
+    """Article score per topic from the article's features, and the thresholds on that score."""
+
+    kind: str
+    thresholds: np.ndarray
+    coef: np.ndarray | None = None
+    intercept: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("max", "logistic"):
+            raise ValueError(f"article rule kind must be 'max' or 'logistic', got {self.kind!r}")
+        self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
+        if self.kind == "logistic":
+            if self.coef is None or self.intercept is None:
+                raise ValueError("a logistic article rule needs coef and intercept")
+            self.coef = np.asarray(self.coef, dtype=np.float64)
+            self.intercept = np.asarray(self.intercept, dtype=np.float64)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Article scores per topic from `article_features` (topics × features)."""
+        if self.kind == "max":
+            return features[:, 0].copy()
+        logits = np.einsum("tf,tf->t", features, self.coef) + self.intercept
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "thresholds": self.thresholds.tolist()}
+        if self.kind == "logistic":
+            out.update(features=list(FEATURES), coef=self.coef.tolist(), intercept=self.intercept.tolist())
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], sentence_thresholds: Sequence[float]) -> ArticleRule:
+        """The saved rule; an empty dict (older model cards) is the sentence-threshold max rule."""
+        if not values:
+            return cls("max", np.asarray(sentence_thresholds, dtype=np.float64))
+        if values.get("kind") == "logistic" and list(values.get("features", [])) != list(FEATURES):
+            raise ValueError(f"article rule features {values.get('features')} differ from this code's {FEATURES}")
+        return cls(values["kind"], values["thresholds"], values.get("coef"), values.get("intercept"))
+
+
+def fit_article_rule(
+    features: Sequence[np.ndarray],
+    y: np.ndarray,
+    kinds: Sequence[str] = RULE_KINDS,
+    seed: int = 0,
+    folds: int = 5,
+    C: float = 1.0,
+) -> tuple[ArticleRule, dict[str, float]]:
+    """Learn the rules of `kinds` on labelled articles and keep the best by cross-validated macro-F1.
+
+    `features` holds one (topics × features) array per article, `y` the articles' topics
+    (articles × topics). Thresholds are tuned inside each fold, so the comparison is fair to the
+    rule with more parameters. Returns the winner refitted on all articles, and every kind's score.
+    """
+    x = np.stack(features)  # articles × topics × features
+    y = np.asarray(y).astype(int)
+    n_articles, n_topics, _ = x.shape
+    folds = max(2, min(folds, n_articles))
+    oof = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
+        for kind in oof:
+            rule = _fit(kind, x[train], y[train], C)
+            scores = np.stack([rule.scores(f) for f in x[test]])
+            oof[kind][test] = scores >= rule.thresholds
+    cv = {kind: float(f1_score(y, pred, average="macro", zero_division=0)) for kind, pred in oof.items()}
+    best = max(kinds, key=lambda kind: (cv[kind], -kinds.index(kind)))  # ties: the simpler, listed first
+    return _fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}
+
+
+def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
+    n_topics = x.shape[1]
+    if kind == "max":
+        return ArticleRule("max", tune_thresholds(y, x[:, :, 0], grid=DEFAULT_GRID + (0.975, 0.99)))
+    coef = np.zeros((n_topics, x.shape[2]))
+    intercept = np.zeros(n_topics)
+    for j in range(n_topics):
+        if len(np.unique(y[:, j])) < 2:  # nothing to learn: fall back to the best sentence's score
+            coef[j, 0], intercept[j] = 8.0, -4.0
+            continue
+        model = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(x[:, j], y[:, j])
+        coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+    rule = ArticleRule("logistic", np.full(n_topics, 0.5), coef, intercept)
+    scores = np.stack([rule.scores(f) for f in x])
+    rule.thresholds = tune_thresholds(y, scores)
+    return rule

@@ -1,0 +1,73 @@
+"""Metric maths and per-topic threshold tuning: scikit-learn's metrics, one F1 everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+DEFAULT_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.025), 3))
+
+
+def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    """Per-topic precision/recall/F1, macro and micro F1, exact match, none accuracy (flat dict).
+
+    Support counts are not metrics (they do not change between models); `support` gives them.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = np.asarray(y_pred).astype(int)
+    precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    metrics: dict[str, float] = {
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "exact_match": float(np.mean(np.all(y_true == y_pred, axis=1))) if len(y_true) else 0.0,
+        "none_accuracy": _none_accuracy(y_true, y_pred),
+    }
+    for j, name in enumerate(labels):
+        metrics[f"{name}_precision"] = float(precision[j])
+        metrics[f"{name}_recall"] = float(recall[j])
+        metrics[f"{name}_f1"] = float(f1[j])
+    return metrics
+
+
+def support(y_true: np.ndarray, labels: Sequence[str]) -> dict[str, int]:
+    """Positive examples per topic, and how many carry no topic at all."""
+    y_true = np.asarray(y_true).astype(int)
+    counts = {name: int(y_true[:, j].sum()) for j, name in enumerate(labels)}
+    counts["none"] = int(np.sum(~y_true.any(axis=1))) if len(y_true) else 0
+    return counts
+
+
+def _none_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Of the texts without any topic, the share the model also left without one."""
+    none = ~y_true.any(axis=1)
+    return float(np.mean(~y_pred[none].any(axis=1))) if none.any() else float("nan")
+
+
+def majority_baseline(y_train: np.ndarray, n_rows: int) -> np.ndarray:
+    """Predict the most frequent label combination of the training set for every row."""
+    combos, counts = np.unique(np.asarray(y_train).astype(int), axis=0, return_counts=True)
+    return np.tile(combos[np.argmax(counts)], (n_rows, 1))
+
+
+def best_threshold(y_true: np.ndarray, scores: np.ndarray, grid: Sequence[float], default: float) -> float:
+    """The grid threshold with the best F1 for one topic; ties go to the one nearest `default`.
+
+    Nearest-default keeps a flat F1 curve from drifting to an extreme; a topic with no positive
+    example keeps `default` (nothing to learn from).
+    """
+    y_true = np.asarray(y_true) > 0
+    if not y_true.any():
+        return float(default)
+    f1s = np.array([f1_score(y_true, scores >= t, zero_division=0) for t in grid])
+    best = np.flatnonzero(np.isclose(f1s, f1s.max()))
+    return float(min((grid[i] for i in best), key=lambda t: (abs(t - default), t)))
+
+
+def tune_thresholds(
+    y_true: np.ndarray, scores: np.ndarray, grid: Sequence[float] = DEFAULT_GRID, default: float = 0.5
+) -> np.ndarray:
+    """Per topic, the threshold on `grid` that maximises F1 on held-out scores (see `best_threshold`)."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores)
+    return np.array([best_threshold(y_true[:, j], scores[:, j], grid, default) for j in range(y_true.shape[1])])

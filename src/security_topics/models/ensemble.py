@@ -1,0 +1,56 @@
+"""An ensemble of saved models: their probabilities averaged with fixed weights.
+
+Saved as a directory whose card lists the members and weights, with each member a complete model
+directory under `members/`, so every member loads (and can be served) on its own too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from security_topics.errors import ModelDirError
+from security_topics.models.card import ModelCard, Scores, TopicModel
+
+MEMBERS = "members"
+
+
+class EnsembleModel:
+    """Weighted average of member models' probabilities; a text is truncated if any member cut it."""
+
+    def __init__(self, card: ModelCard, members: Sequence[TopicModel]) -> None:
+        weights = np.asarray(card.settings["weights"], dtype=np.float64)
+        if len(weights) != len(members) or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+            raise ModelDirError(f"ensemble weights {weights.tolist()} must be ≥ 0, sum to 1, one per member")
+        for member in members:
+            if list(member.card.labels) != list(card.labels):
+                raise ModelDirError(f"ensemble member labels {member.card.labels} differ from {card.labels}")
+        self.card = card
+        self.members = list(members)
+        self.weights = weights
+
+    def score(self, texts: Sequence[str], batch_size: int = 64) -> Scores:
+        probs = np.zeros((len(texts), len(self.card.labels)))
+        truncated = np.zeros(len(texts), dtype=bool)
+        for weight, member in zip(self.weights, self.members):
+            scores = member.score(texts, batch_size=batch_size)
+            probs += weight * scores.probs
+            truncated |= scores.truncated
+        return Scores(probs, truncated)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, member in zip(self.card.settings["members"], self.members):
+            member.save(directory / MEMBERS / name)
+        self.card.save(directory)
+
+    @classmethod
+    def load(cls, directory: Path, card: ModelCard, device: str = "auto") -> EnsembleModel:
+        from security_topics.models import load_model
+
+        names = card.settings.get("members")
+        if not names:
+            raise ModelDirError(f"{directory}: the ensemble card lists no members")
+        return cls(card, [load_model(directory / MEMBERS / name, device=device) for name in names])

@@ -1,0 +1,82 @@
+"""Fit an ensemble: fit every member on the same data, then choose their weights on validation."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from security_topics.data import Example
+from security_topics.errors import ConfigError
+from security_topics.labels import LabelSet
+from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.models.card import ModelCard
+from security_topics.models.ensemble import EnsembleModel
+from security_topics.recipes.settings import MetricsLogger, TrainerSettings, no_logging
+
+log = logging.getLogger(__name__)
+
+
+class EnsembleRecipe:
+    """Members are recipes (built from their own `configs/model/*.yaml`); weights are tuned or fixed."""
+
+    family = "ensemble"
+
+    def __init__(
+        self, name: str, members: Mapping[str, Any], weights: str | Sequence[float] = "tune", step: float = 0.1
+    ):
+        if len(members) < 2:
+            raise ConfigError(f"model.members: an ensemble needs at least two members, got {list(members)}")
+        if weights != "tune" and (len(weights) != len(members) or not np.isclose(sum(weights), 1.0)):
+            raise ConfigError(f"model.weights must be 'tune' or one weight per member summing to 1, got {weights}")
+        self.name = name
+        self.members = dict(members)
+        self.weights = weights
+        self.step = float(step)
+
+    def fit(
+        self,
+        train: Sequence[Example],
+        validation: Sequence[Example],
+        labels: LabelSet,
+        settings: TrainerSettings,
+        workdir: Path,
+        log_metrics: MetricsLogger = no_logging,
+    ) -> EnsembleModel:
+        fitted = {}
+        for name, recipe in self.members.items():
+            log.info("ensemble: fitting member %s", name)
+            fitted[name] = recipe.fit(train, validation, labels, settings, workdir / name, log_metrics)
+        y_val = labels.encode_many([e.labels for e in validation])
+        texts = [e.text for e in validation]
+        probs = [model.score(texts).probs for model in fitted.values()]
+        weights = self._choose_weights(probs, y_val, labels) if self.weights == "tune" else list(self.weights)
+        log.info("ensemble weights %s", dict(zip(fitted, weights)))
+        card = ModelCard(
+            family=self.family,
+            labels=list(labels.names),
+            thresholds=[0.5] * len(labels),
+            normalization={},
+            settings={"name": self.name, "members": list(fitted), "weights": [float(w) for w in weights]},
+        )
+        return EnsembleModel(card, list(fitted.values()))
+
+    def _choose_weights(self, probs: list[np.ndarray], y: np.ndarray, labels: LabelSet) -> list[float]:
+        """The weights on a grid (step `self.step`, summing to 1) with the best validation macro-F1
+        after per-topic threshold tuning; ties go to the most even weights."""
+        steps = int(round(1 / self.step))
+        best, best_key = None, None
+        for combo in itertools.product(range(steps + 1), repeat=len(probs) - 1):
+            if sum(combo) > steps:
+                continue
+            weights = [c / steps for c in combo] + [(steps - sum(combo)) / steps]
+            mixed = sum(w * p for w, p in zip(weights, probs))
+            f1 = compute_metrics(y, mixed >= tune_thresholds(y, mixed), labels.names)["macro_f1"]
+            key = (round(f1, 6), -float(np.ptp(weights)))
+            if best_key is None or key > best_key:
+                best, best_key = weights, key
+        return best

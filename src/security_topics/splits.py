@@ -1,0 +1,90 @@
+"""Duplicate groups and seeded multi-label splits (iterative stratification), articles included.
+
+Duplicates (texts equal after normalisation) form one unit, so they always land in one split.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TypeVar
+
+import numpy as np
+from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+from security_topics.data import Article, Example
+from security_topics.labels import LabelSet
+from security_topics.text import dedup_key, split_sentences
+
+SPLITS = ("train", "validation", "test")
+ARTICLE_SPLITS = ("validation", "test")
+
+T = TypeVar("T", Example, Article)
+
+
+def find_duplicates(examples: Sequence[Example]) -> list[list[Example]]:
+    """Groups of examples whose texts are equal after normalisation (each group ≥ 2)."""
+    return [group for group in _groups(examples) if len(group) > 1]
+
+
+def _groups(examples: Sequence[Example]) -> list[list[Example]]:
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        groups[dedup_key(example.text)].append(example)
+    return list(groups.values())
+
+
+def _indicator(label_lists: Sequence[Sequence[str]], labels: LabelSet) -> np.ndarray:
+    """Multi-hot targets plus a `none` column, so texts without a topic are spread evenly too."""
+    y = labels.encode_many(label_lists)
+    return np.hstack([y, (y.sum(axis=1) == 0)[:, None].astype(np.float32)])
+
+
+def _stratified_take(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the rest and of a `fraction` taken by iterative stratification."""
+    everything = np.arange(len(y))
+    if fraction <= 0 or len(y) < 2:
+        return everything, everything[:0]
+    if fraction >= 1:
+        return everything[:0], everything
+    splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    rest, taken = next(splitter.split(np.zeros((len(y), 1)), y))
+    return np.sort(rest), np.sort(taken)
+
+
+def _check_ratios(ratios: dict[str, float], names: Sequence[str]) -> None:
+    total = sum(float(ratios[s]) for s in names)
+    if not np.isclose(total, 1.0):
+        raise ValueError(f"split ratios must sum to 1, got {total} from {ratios}")
+
+
+def split_examples(
+    examples: Sequence[Example], labels: LabelSet, ratios: dict[str, float], seed: int
+) -> dict[str, list[Example]]:
+    """Seeded train/validation/test split by iterative stratification over duplicate groups."""
+    _check_ratios(ratios, SPLITS)
+    units = _groups(examples)
+    y = _indicator([unit[0].labels for unit in units], labels)
+    rest, test = _stratified_take(y, float(ratios["test"]), seed)
+    share = float(ratios["validation"]) / max(1.0 - float(ratios["test"]), 1e-9)
+    train, validation = _stratified_take(y[rest], share, seed + 1)
+    chosen = {"train": rest[train], "validation": rest[validation], "test": test}
+    out = {name: [e for i in chosen[name] for e in units[i]] for name in SPLITS}
+    for name in SPLITS:
+        out[name].sort(key=lambda e: (e.line, e.id))
+    return out
+
+
+def split_articles(
+    articles: Sequence[Article], labels: LabelSet, validation: float, seed: int
+) -> dict[str, list[Article]]:
+    """Seeded validation/test split of the articles, stratified by their topics (and none)."""
+    y = _indicator([a.labels for a in articles], labels)
+    test, val = _stratified_take(y, float(validation), seed)
+    return {"validation": [articles[i] for i in val], "test": [articles[i] for i in test]}
+
+
+def in_articles(examples: Sequence[Example], articles: Sequence[Article]) -> list[Example]:
+    """The examples whose text is also a sentence of an article (after normalisation)."""
+    keys = {dedup_key(s.text) for a in articles for s in split_sentences(a.text)}
+    return [e for e in examples if dedup_key(e.text) in keys]

@@ -1,0 +1,81 @@
+"""Shared test helpers: composed configs, training runs, and a fake model with fixed scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from security_topics.models.card import ModelCard, Scores
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def compose_config(name: str, workspace: Path, *overrides: str) -> DictConfig:
+    """A config as Hydra composes it, pointed at a temporary workspace and the test fixture."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(
+            name,
+            overrides=[
+                f"paths.root_dir={workspace}",
+                "data=fixture",
+                f"data.sentences={FIXTURES / 'sentences.csv'}",
+                f"data.articles={FIXTURES / 'articles.jsonl'}",
+                f"output_dir={workspace / 'out'}",  # ${hydra:runtime.output_dir} exists only in a Hydra run
+                *overrides,
+            ],
+        )
+
+
+def compose_train(workspace: Path, *overrides: str) -> DictConfig:
+    return compose_config("train", workspace, *overrides)
+
+
+@dataclass
+class Run:
+    cfg: DictConfig
+    metrics: dict
+    dir: Path
+
+    @property
+    def model_dir(self) -> str:
+        return str(self.dir / "model")
+
+
+def train_run(workspace: Path, name: str, *overrides: str) -> Run:
+    from security_topics.train import train
+
+    run_dir = workspace / "runs" / name
+    cfg = compose_train(workspace, f"output_dir={run_dir}", *overrides)
+    return Run(cfg, train(cfg), run_dir)
+
+
+class FakeModel:
+    """A `TopicModel` whose score for a text is looked up in a table (unknown texts score 0)."""
+
+    def __init__(
+        self,
+        table: dict[str, Sequence[float]],
+        labels: Sequence[str] = ("a", "b"),
+        thresholds: Sequence[float] = (0.5, 0.5),
+        article_rule: dict | None = None,
+        truncated: Sequence[str] = (),
+    ) -> None:
+        self.table = {k: np.asarray(v, dtype=np.float64) for k, v in table.items()}
+        self.card = ModelCard("fake", list(labels), list(thresholds), {}, article_rule=article_rule or {})
+        self.truncated = set(truncated)
+        self.calls: list[list[str]] = []
+
+    def score(self, texts: Sequence[str], batch_size: int = 64) -> Scores:
+        self.calls.append(list(texts))
+        zeros = np.zeros(len(self.card.labels))
+        probs = np.array([self.table.get(t, zeros) for t in texts]).reshape(len(texts), len(self.card.labels))
+        return Scores(probs, np.array([t in self.truncated for t in texts], dtype=bool))
+
+    def save(self, directory: Path) -> None:
+        self.card.save(directory)

@@ -1,0 +1,229 @@
+"""End to end on the fixture: train tfidf and tiny, track in MLflow, reload, evaluate, resume."""
+
+import json
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import compose_config, compose_train, train_run
+from omegaconf import OmegaConf
+
+from security_topics import tracking
+from security_topics.corpus import CorpusSpec, load_splits
+from security_topics.data import read_sentences
+from security_topics.errors import ConfigError
+from security_topics.labels import LabelSet
+from security_topics.metrics import compute_metrics, majority_baseline
+from security_topics.mlflow_model import log_model
+from security_topics.predictor import Predictor
+
+pytestmark = pytest.mark.slow
+
+
+def _splits(cfg):
+    return load_splits(CorpusSpec.from_mapping(OmegaConf.to_container(cfg.data, resolve=True)))
+
+
+def _majority_macro_f1(cfg, level):
+    labels = LabelSet.of(cfg.data.labels)
+    splits = _splits(cfg)
+    train, held_out = (
+        (splits.sentences["train"], splits.sentences["test"])
+        if level == "test"
+        else (splits.articles["validation"], splits.articles["test"])
+    )
+    y_train = labels.encode_many([e.labels for e in train])
+    y_test = labels.encode_many([e.labels for e in held_out])
+    return compute_metrics(y_test, majority_baseline(y_train, len(y_test)), labels.names)["macro_f1"]
+
+
+@pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
+def test_trained_models_beat_the_majority_baseline_on_sentences_and_articles(run, request):
+    run = request.getfixturevalue(run)
+    metrics = run.metrics
+    assert metrics["test_macro_f1"] > _majority_macro_f1(run.cfg, "test") + 0.4, metrics["test_macro_f1"]
+    assert metrics["article_macro_f1"] > _majority_macro_f1(run.cfg, "article") + 0.3, metrics["article_macro_f1"]
+    assert metrics["test_exact_match"] > 0.4
+
+
+def _run_of(run):
+    """The MLflow run of a test's training run (run names are `<model>-<run dir name>`)."""
+    mlflow.set_tracking_uri(run.cfg.tracking.local_uri)  # conftest unsets MLFLOW_TRACKING_URI
+    found = mlflow.search_runs(
+        experiment_names=[run.cfg.tracking.experiment],
+        filter_string=f"attributes.run_name = '{run.cfg.model.name}-{run.dir.name}'",
+        output_format="list",
+    )
+    assert len(found) == 1
+    return found[0]
+
+
+def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
+    run = _run_of(tiny_run)
+    assert run.data.params["model.name"] == "tiny"
+    assert run.data.params["trainer.epochs"] == "6"
+    assert {"git_commit", "data_fingerprint"} <= set(run.data.tags)
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(tiny_run.metrics["test_macro_f1"])
+    assert not [k for k in run.data.metrics if k.endswith("_support")]  # counts live in the report files
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run.info.run_id, "eval_macro_f1")
+    assert len(history) >= 2 and len({m.step for m in history}) == len(history)
+    assert client.get_metric_history(run.info.run_id, "loss")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+    for name in (
+        "test_confusion.png",
+        "test_precision_recall.png",
+        "test_predictions.csv",
+        "test_errors.csv",
+        "test_classification_report.txt",
+        "article_metrics.json",
+        "metrics.json",
+    ):
+        assert f"eval/{name}" in artifacts
+    assert "name: tiny" in mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
+
+
+def test_saved_model_directory_is_self_describing(tiny_run):
+    cfg, model_dir = tiny_run.cfg, tiny_run.model_dir
+    card = json.loads(open(model_dir + "/security_topics.json").read())
+    assert card["labels"] == list(cfg.data.labels) and card["format_version"] == 2
+    assert len(card["thresholds"]) == len(card["labels"]) == len(card["article_rule"]["thresholds"])
+    assert card["article_rule"]["kind"] in ("max", "logistic")
+    assert card["normalization"]["diacritics"] is True
+    assert {"model.safetensors", "tokenizer.json", "config.json", "training_config.yaml"} <= set(os.listdir(model_dir))
+
+
+def test_a_version_1_model_directory_still_loads(tfidf_run, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tfidf_run.model_dir, old)
+    card = json.loads((old / "security_topics.json").read_text())
+    card["format_version"] = 1
+    del card["article_rule"]
+    (old / "security_topics.json").write_text(json.dumps(card))
+    predictor = Predictor.load(old)
+    assert predictor.article_rule.kind == "max"
+    assert predictor.article_thresholds.tolist() == card["thresholds"]
+
+
+@pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
+def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
+    run = request.getfixturevalue(run)
+    articles = _splits(run.cfg).articles["test"][:4]
+    texts, titles = [a.text for a in articles], [a.title for a in articles]
+    local = Predictor.load(run.model_dir).predict_articles(texts, titles)
+    run_id = _run_of(run).info.run_id
+    remote = Predictor.load(f"runs:/{run_id}/model").predict_articles(texts, titles)
+    assert [r.to_dict() for r in local] == [r.to_dict() for r in remote]
+
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    frame = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}))
+    first = run.cfg.data.labels[0]
+    assert frame["topics"].tolist() == ["|".join(r.labels) for r in local]
+    assert np.allclose(frame[f"score_{first}"], [r.scores[first] for r in local])
+
+
+def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
+    from security_topics.evaluate import evaluate
+
+    metrics = tfidf_run.metrics
+    run_id = _run_of(tfidf_run).info.run_id
+    out = workspace / "eval-out"
+    cfg = compose_config("evaluate", workspace, f"model_uri=runs:/{run_id}/model", f"output_dir={out}")
+    result = evaluate(cfg)
+    assert result["test_macro_f1"] == pytest.approx(metrics["test_macro_f1"])
+    assert result["article_macro_f1"] == pytest.approx(metrics["article_macro_f1"])
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["test"]["macro_f1"] == pytest.approx(result["test_macro_f1"])
+    assert json.loads((out / "test_metrics.json").read_text())["support"]["none"] > 0
+
+
+def test_training_resumes_from_the_last_checkpoint(workspace):
+    common = ("model=tiny", "save_dir=null", "tracking.log_model=false", "trainer.save_optimizer=true")
+    first = train_run(workspace, "resume", *common, "trainer.epochs=1")
+    checkpoints = first.dir / "checkpoints"
+    assert (next(checkpoints.glob("checkpoint-*")) / "optimizer.pt").is_file()
+    train_run(workspace, "resume", *common, "trainer.epochs=2", f"trainer.resume={checkpoints}")
+    steps = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    state = json.loads((checkpoints / f"checkpoint-{steps[-1]}" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2.0 and state["global_step"] == 2 * steps[0]
+
+
+def test_checkpoints_hold_no_optimizer_state_unless_asked(tiny_run):
+    checkpoint = next((tiny_run.dir / "checkpoints").glob("checkpoint-*"))
+    assert (checkpoint / "model.safetensors").is_file() and not (checkpoint / "optimizer.pt").exists()
+
+
+def test_prepared_splits_do_not_share_texts(workspace):
+    cfg = compose_train(workspace, "model=tfidf")
+    splits = _splits(cfg)
+    seen = {}
+    for name, examples in splits.sentences.items():
+        for e in examples:
+            assert seen.setdefault(e.text, name) == name
+    raw = read_sentences(cfg.data.sentences, LabelSet.of(cfg.data.labels))
+    assert sum(len(v) for v in splits.sentences.values()) == len(raw)
+    assert {a.id for a in splits.articles["validation"]}.isdisjoint(a.id for a in splits.articles["test"])
+
+
+def test_bad_threshold_mode_stops_before_training(workspace):
+    from security_topics.train import train
+
+    never = workspace / "never"
+    with pytest.raises(ConfigError, match="thresholds.mode must be 'tune' or 'fixed', got 'tuned'"):
+        train(compose_train(workspace, "model=tfidf", "thresholds.mode=tuned", f"output_dir={never}"))
+    with pytest.raises(ConfigError, match="thresholds.value must be a number, got 'abc'"):
+        train(compose_train(workspace, "model=tfidf", "thresholds.mode=fixed", "thresholds.value=abc"))
+    assert not never.exists()
+
+
+def test_save_dir_replaces_a_model_but_never_other_files(tmp_path, tfidf_run):
+    from security_topics.train import _replace_model_dir
+
+    target = tmp_path / "models" / "default"
+    _replace_model_dir(target, tfidf_run.dir / "model")
+    _replace_model_dir(target, tfidf_run.dir / "model")  # an earlier model is replaced
+    assert (target / "security_topics.json").is_file()
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not a saved model"):
+        _replace_model_dir(precious, tfidf_run.dir / "model")
+    assert (precious / "todo.txt").read_text() == "keep me"
+
+
+def test_a_registered_model_loads_from_its_models_uri(tfidf_run, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking.configure(uri, "registry-test", tmp_path / "artifacts")
+    with tracking.start_run("register", tags={}):
+        log_model(tfidf_run.dir / "model", registered_name="security-topics-test")
+    text = "ضبط شحنة كبتاجون في ميناء جدة"
+    from_registry = Predictor.load("models:/security-topics-test/1", tracking_uri=uri).predict_article(text)
+    local = Predictor.load(tfidf_run.model_dir).predict_article(text)
+    assert from_registry.to_dict() == local.to_dict()
+    assert mlflow.MlflowClient(uri).get_registered_model("security-topics-test").name == "security-topics-test"
+
+
+def test_an_ensemble_trains_saves_and_loads_like_any_model(workspace):
+    run = train_run(
+        workspace,
+        "ensemble",
+        "model=tiny_tfidf",
+        "trainer.epochs=4",
+        "save_dir=null",
+        "tracking.log_model=false",
+    )
+    card = json.loads((run.dir / "model" / "security_topics.json").read_text())
+    assert card["family"] == "ensemble" and card["settings"]["members"] == ["tfidf", "tiny"]
+    assert sum(card["settings"]["weights"]) == pytest.approx(1.0)
+    predictor = Predictor.load(run.model_dir)
+    member = Predictor.load(run.dir / "model" / "members" / "tfidf")
+    texts = ["ضبط شحنة كبتاجون في ميناء جدة", "اختراق خوادم شركة الطيران"]
+    w_tfidf = card["settings"]["weights"][0]
+    tiny = Predictor.load(run.dir / "model" / "members" / "tiny")
+    expected = w_tfidf * member.score_sentences(texts) + (1 - w_tfidf) * tiny.score_sentences(texts)
+    assert np.allclose(predictor.score_sentences(texts), expected)
+    assert run.metrics["test_macro_f1"] > _majority_macro_f1(run.cfg, "test") + 0.4

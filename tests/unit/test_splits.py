@@ -1,0 +1,100 @@
+"""Duplicate groups and the seeded, iteratively stratified splits of sentences and articles."""
+
+from collections import Counter
+
+import pytest
+
+from security_topics.data import Article, Example
+from security_topics.labels import LabelSet
+from security_topics.splits import find_duplicates, in_articles, split_articles, split_examples
+from security_topics.text import dedup_key
+
+LABELS = LabelSet.of(["counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security"])
+RATIOS = {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+def _corpus(n=400):
+    topics = list(LABELS.names)
+    examples = []
+    for i in range(n):
+        labels = () if i % 3 == 0 else (topics[i % 5],) if i % 7 else (topics[i % 5], topics[(i + 1) % 5])
+        examples.append(Example(f"جملة رقم {i} عن موضوع", labels, id=str(i), line=i + 2))
+    return examples
+
+
+def test_split_is_deterministic_and_seed_dependent():
+    a = split_examples(_corpus(), LABELS, RATIOS, seed=7)
+    b = split_examples(_corpus(), LABELS, RATIOS, seed=7)
+    c = split_examples(_corpus(), LABELS, RATIOS, seed=8)
+    assert {k: [e.id for e in v] for k, v in a.items()} == {k: [e.id for e in v] for k, v in b.items()}
+    assert [e.id for e in a["test"]] != [e.id for e in c["test"]]
+    assert sum(len(v) for v in a.values()) == 400
+    assert 30 <= len(a["test"]) <= 50 and 30 <= len(a["validation"]) <= 50
+
+
+def test_split_is_stratified_by_every_label_and_none():
+    splits = split_examples(_corpus(), LABELS, RATIOS, seed=1)
+    for name in LABELS.names:
+        total = sum(name in e.labels for v in splits.values() for e in v)
+        in_test = sum(name in e.labels for e in splits["test"])
+        assert abs(in_test - total * 0.1) <= 2, name
+    none_total = sum(not e.labels for v in splits.values() for e in v)
+    assert abs(sum(not e.labels for e in splits["test"]) - none_total * 0.1) <= 2
+
+
+def test_duplicates_are_found_and_never_cross_splits():
+    examples = _corpus(200)
+    copies = [
+        Example(e.text.replace("جملة", "جملةٌ") + ".", e.labels, id=e.id + "dup", line=1000 + i)
+        for i, e in enumerate(examples[:60])
+    ]
+    groups = find_duplicates(examples + copies)
+    assert len(groups) == 60
+    splits = split_examples(examples + copies, LABELS, RATIOS, seed=3)
+    where = {}
+    for split, members in splits.items():
+        for e in members:
+            where.setdefault(dedup_key(e.text), set()).add(split)
+    assert all(len(s) == 1 for s in where.values())
+    assert Counter(len(s) for s in where.values()) == Counter({1: 200})
+
+
+def test_split_ratios_must_sum_to_one():
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_examples(_corpus(10), LABELS, {"train": 0.8, "validation": 0.1, "test": 0.2}, seed=1)
+
+
+def test_rare_multi_label_combinations_reach_the_held_out_splits():
+    examples = _corpus(400)
+    rare = [Example(f"جملة نادرة {i}", ("narcotics", "aviation"), id=f"r{i}", line=900 + i) for i in range(10)]
+    splits = split_examples(examples + rare, LABELS, RATIOS, seed=5)
+    placed = {name: sum(e.id.startswith("r") for e in members) for name, members in splits.items()}
+    assert placed["train"] >= 6 and placed["test"] >= 1 and placed["validation"] >= 1, placed
+
+
+def _articles(n=60):
+    topics = list(LABELS.names)
+    return [Article(f"a{i}", "", f"خبر رقم {i}.", () if i % 4 == 0 else (topics[i % 5],), line=i + 1) for i in range(n)]
+
+
+def test_articles_split_into_validation_and_test_by_topic():
+    splits = split_articles(_articles(), LABELS, validation=0.5, seed=3)
+    assert len(splits["validation"]) == len(splits["test"]) == 30
+    assert {a.id for a in splits["validation"]}.isdisjoint(a.id for a in splits["test"])
+    for name in LABELS.names:
+        assert (
+            abs(sum(name in a.labels for a in splits["validation"]) - sum(name in a.labels for a in splits["test"]))
+            <= 1
+        )
+    assert split_articles(_articles(), LABELS, 0.5, seed=3) == splits
+    assert split_articles([], LABELS, 0.5, seed=3) == {"validation": [], "test": []}
+
+
+def test_sentences_of_articles_are_found_in_the_corpus():
+    article = Article("a", "", "ضبط شحنة كبتاجون في الميناء. وقال المتحدث إن التحقيق مستمر.", ("narcotics",))
+    examples = [
+        Example("ضُبط شحنة كبتاجون في الميناء", ("narcotics",), id="x"),  # equal after normalisation
+        Example("ضبط شحنة حشيش في الميناء", ("narcotics",), id="y"),
+        Example("وقال المتحدث إن التحقيق مستمر", (), id="z"),
+    ]
+    assert [e.id for e in in_articles(examples, [article])] == ["x", "z"]

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup run test test-fast quality report clean
+.PHONY: setup run test test-fast quality report ui clean
 
 # torch 2.13.0 first (a CPU build from local disk here); then the project, whose torch range it satisfies.
 $(STAMP): pyproject.toml
@@ -22,11 +22,12 @@ run: setup
 	$(PY) -m security_topics.train
 	@echo "--- the predictor on data/sample_article.txt:"
 	$(VENV)/bin/security-topics predict data/sample_article.txt --pretty
-	@echo "--- open the runs: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db  (then http://127.0.0.1:5000)"
+	@echo "--- open the runs: make ui  (then http://127.0.0.1:5000)"
 
-# Lint, the corpus quality gates (with its statistics printed), then the test suite.
+# Lint, the layer contract, the corpus quality gates (with their statistics printed), then the tests.
 test: setup
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
 	$(PY) -m pytest
 
@@ -39,6 +40,10 @@ quality: setup
 
 report: setup
 	$(VENV)/bin/security-topics report --output experiments/report
+
+# The MLflow UI on the project's store (http://127.0.0.1:5000).
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf experiments/runs experiments/multiruns data/processed models/default

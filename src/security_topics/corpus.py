@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from security_topics.data import Article, Example, fingerprint, label_counts, read_articles, read_sentences, write_jsonl
+from security_topics.errors import DataError
 from security_topics.labels import LabelSet
 from security_topics.splits import ARTICLE_SPLITS, SPLITS, find_duplicates, in_articles, split_articles, split_examples
 
@@ -87,6 +88,18 @@ def prepare(spec: CorpusSpec) -> dict[str, Any]:
         log.warning("dropping %d sentence(s) that also stand in the articles (evaluation only)", len(leaked))
     unique = [e for e in examples if id(e) not in dropped | leaked]
     sentence_splits = split_examples(unique, labels, spec.split, spec.split_seed)
+    in_train = label_counts(sentence_splits["train"], labels)
+    missing = [name for name in labels.names if in_train[name] == 0]
+    if missing:
+        raise DataError(
+            spec.sentences,
+            0,
+            "labels",
+            f"topic(s) {missing} have no example in the training split: label sentences with them, "
+            "or remove them from data.labels",
+        )
+    if spec.articles and not articles:
+        log.warning("%s holds no article: no article rule is learnt and articles are not evaluated", spec.articles)
     article_splits = split_articles(articles, labels, spec.article_validation, spec.split_seed)
     out_dir = Path(spec.processed_dir)
     for name in SPLITS:

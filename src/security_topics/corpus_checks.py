@@ -129,11 +129,9 @@ def check_corpus(spec: CorpusSpec, gates: dict[str, Any], fit: Fit) -> GateResul
     held = split_articles(articles, labels, spec.article_validation, spec.split_seed)["validation"]
     in_validation = {name: sum(name in a.labels for a in held) for name in labels.names}
     report.stats["validation_articles_per_topic"] = in_validation
-    low_topics = {k: v for k, v in in_validation.items() if v < gates["min_validation_articles_per_topic"]}
-    report.check(
-        not low_topics,
-        f"validation articles per topic {low_topics} < {gates['min_validation_articles_per_topic']}: write more articles",
-    )
+    minimum = gates["min_validation_articles_per_topic"]
+    low_topics = {k: v for k, v in in_validation.items() if v < minimum}
+    report.check(not low_topics, f"validation articles per topic {low_topics} < {minimum}: write more articles")
 
     f1 = cross_validated_macro_f1(examples, labels, fit)
     report.stats["tfidf_cv_macro_f1"] = round(f1, 4)

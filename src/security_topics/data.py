@@ -74,11 +74,19 @@ def _check_labels(values: Iterable[str], label_set: LabelSet, path: Path, line: 
     return tuple(labels)
 
 
-def _check_text(value: Any, path: Path, line: int, name: str = "text") -> str:
+MAX_TEXT_CHARS = 5000  # a labelled sentence; longer means a broken row (an unclosed quote, say)
+MAX_LINES_PER_ROW = 3  # a quoted CSV field may hold a line break or two, not a paragraph
+
+
+def _check_text(value: Any, path: Path, line: int, name: str = "text", limit: int | None = MAX_TEXT_CHARS) -> str:
     if not isinstance(value, str):
         raise DataError(path, line, name, f"expected a string, got {type(value).__name__}")
     if not value.strip():
         raise DataError(path, line, name, "is empty")
+    if not any(ch.isalnum() for ch in value):
+        raise DataError(path, line, name, "has no letters or digits (only punctuation or symbols)")
+    if limit is not None and len(value) > limit:
+        raise DataError(path, line, name, f"{len(value):,} characters, over the limit of {limit:,} for a sentence")
     return value.strip()
 
 
@@ -102,6 +110,8 @@ def read_sentences(path: str | Path, label_set: LabelSet) -> list[Example]:
 
 
 def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
+    """Rows may span lines only inside a properly quoted field, and then only a few lines: an
+    unclosed quote would otherwise swallow the rest of the file into one row."""
     reader = csv.reader(io.StringIO(_read_text(path), newline=""))
     header = next(reader, [])
     for column in ("text", "labels"):
@@ -109,10 +119,23 @@ def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
             raise DataError(path, 1, column, f"missing column; the header is {header}")
     examples = []
     line = reader.line_num + 1  # where the next row starts (rows may span lines)
-    for values in reader:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            raise DataError(path, line, "text", f"unreadable row ({err}): an unclosed quote?") from None
         row_line, line = line, reader.line_num + 1
         if not values:
             continue  # a blank line
+        if line - row_line > MAX_LINES_PER_ROW:
+            raise DataError(
+                path,
+                row_line,
+                "text",
+                f"one row spans lines {row_line}-{line - 1}: an unclosed quote? Close it, or put the text on one line",
+            )
         if len(values) > len(header):
             raise DataError(path, row_line, "row", f"{len(values) - len(header)} value(s) more than the header has")
         row = dict(zip(header, values + [""] * (len(header) - len(values))))
@@ -127,6 +150,8 @@ def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
                 meta={k: v for k, v in row.items() if k not in ("id", "text", "labels")},
             )
         )
+    if not examples:
+        raise DataError(path, 2, "rows", "no data rows under the header")
     return examples
 
 
@@ -177,7 +202,7 @@ def read_articles(path: str | Path, label_set: LabelSet | None) -> list[Article]
             Article(
                 id=article_id,
                 title=title.strip(),
-                text=_check_text(obj["text"], path, line),
+                text=_check_text(obj["text"], path, line, limit=None),
                 labels=() if label_set is None else _check_labels(_label_list(obj, path, line), label_set, path, line),
                 line=line,
                 meta={k: v for k, v in obj.items() if k not in ("id", "title", "text", "labels")},

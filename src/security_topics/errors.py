@@ -5,7 +5,14 @@ Each message says what is wrong and where (file, line, field, config key or stor
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ProjectError(Exception):
@@ -34,3 +41,35 @@ class ModelNotFoundError(ProjectError, RuntimeError):
 
 class TrackingError(ProjectError, RuntimeError):
     """The tracking store can not be used, or a run or model is not in it; the message says what to do."""
+
+
+def exit_on_project_errors(task: str) -> Callable[[F], F]:
+    """For entry points only: end the command with one line on stderr and exit code 1 when it
+    fails with one of the project's own errors (or a missing or unreadable file), also when
+    Hydra's `instantiate` wrapped it. `HYDRA_FULL_ERROR=1` or `--debug` shows the traceback."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except Exception as err:
+                own = _own_error(err)
+                if own is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                print(f"{task}: {own}", file=sys.stderr)
+                sys.exit(1)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _own_error(err: BaseException | None) -> BaseException | None:
+    """The project's error (or OSError) behind `err`, following the chain of causes."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, (ProjectError, OSError)):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None

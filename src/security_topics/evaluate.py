@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from security_topics import tracking
 from security_topics.data import fingerprint, read_articles, read_sentences
+from security_topics.errors import exit_on_project_errors
 from security_topics.labels import LabelSet
 from security_topics.predictor import Predictor
 from security_topics.reporting import evaluate_predictor
@@ -56,6 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
+@exit_on_project_errors("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -71,3 +71,25 @@ def tune_thresholds(
     """Per topic, the threshold on `grid` that maximises F1 on held-out scores (see `best_threshold`)."""
     y_true, scores = np.asarray(y_true), np.asarray(scores)
     return np.array([best_threshold(y_true[:, j], scores[:, j], grid, default) for j in range(y_true.shape[1])])
+
+
+def slice_rates(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[str], labels: Sequence[str]
+) -> list[dict[str, float | str]]:
+    """Per slice (a sub-theme, an article kind): its size, exact match, and per topic the
+    false-positive rate among its rows that do not carry that topic (empty where none qualify)."""
+    y_true, y_pred = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    groups = np.asarray(groups, dtype=object)
+    rows: list[dict[str, float | str]] = []
+    for group in sorted(set(groups)):
+        member = groups == group
+        row: dict[str, float | str] = {
+            "slice": str(group),
+            "rows": int(member.sum()),
+            "exact_match": float(np.mean(np.all(y_true[member] == y_pred[member], axis=1))),
+        }
+        for j, name in enumerate(labels):
+            negatives = member & ~y_true[:, j]
+            row[f"fp_rate_{name}"] = float(y_pred[negatives, j].mean()) if negatives.any() else ""
+        rows.append(row)
+    return rows

@@ -20,13 +20,14 @@ import numpy as np
 from security_topics.aggregation import ArticleRule, article_features
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
-from security_topics.text import has_arabic, split_sentences
+from security_topics.text import has_arabic, is_boilerplate, split_sentences
 
 log = logging.getLogger(__name__)
 
 NO_ARABIC = "no_arabic"
 TRUNCATED = "truncated"
 EMPTY = "empty"
+BOILERPLATE = "boilerplate"  # a wire/website line ("اقرأ أيضا: …"): scored, but never decides an article
 
 
 @dataclass
@@ -159,6 +160,9 @@ class Predictor:
                 spans.append((sentence.text, sentence.start, sentence.end, "text"))
                 owners.append(i)
         scored = self._score_spans(spans)
+        for result in scored:
+            if result.source == "text" and result.scores and is_boilerplate(result.text):
+                result.flags.append(BOILERPLATE)
         grouped: list[list[SentenceResult]] = [[] for _ in texts]
         for owner, result in zip(owners, scored):
             grouped[owner].append(result)
@@ -191,15 +195,17 @@ class Predictor:
         return results
 
     def article_features(self, sentences: Sequence[SentenceResult]) -> np.ndarray:
-        """The article rule's features (topics × features) from an article's scored sentences."""
-        scored = [s for s in sentences if s.scores]
+        """The article rule's features (topics × features) from an article's scored sentences
+        (boilerplate lines left out)."""
+        scored = _deciding(sentences)
         probs = np.array([[s.scores[n] for n in self.labels] for s in scored]).reshape(-1, len(self.labels))
         return article_features(probs, np.array([s.source == "title" for s in scored]), self.thresholds)
 
     def _aggregate(self, sentences: list[SentenceResult]) -> ArticleResult:
         """Article topics by the model's article rule; the evidence is the sentences that carry each
         topic (over the sentence threshold, best first; the best sentence when none passes)."""
-        if not any(s.scores for s in sentences):
+        deciding = _deciding(sentences)
+        if not deciding:
             return ArticleResult([], {}, sentences, [EMPTY])
         article_scores = self.article_rule.scores(self.article_features(sentences))
         scores = {name: float(p) for name, p in zip(self.labels, article_scores)}
@@ -207,7 +213,7 @@ class Predictor:
         for j, name in enumerate(self.labels):
             if article_scores[j] < self.article_thresholds[j]:
                 continue
-            ranked = sorted((s for s in sentences if s.scores), key=lambda s: -s.scores[name])
+            ranked = sorted(deciding, key=lambda s: -s.scores[name])
             carriers = [s for s in ranked if s.scores[name] >= self.thresholds[j]] or ranked[:1]
             evidence = [
                 Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[: self.max_evidence]
@@ -220,6 +226,11 @@ class Predictor:
         if any(TRUNCATED in s.flags for s in sentences):
             flags.append(TRUNCATED)
         return ArticleResult(topics, scores, sentences, flags)
+
+
+def _deciding(sentences: Sequence[SentenceResult]) -> list[SentenceResult]:
+    """The sentences an article decision rests on: scored (not empty) and not boilerplate."""
+    return [s for s in sentences if s.scores and BOILERPLATE not in s.flags]
 
 
 def _texts(values: Any, name: str, allow_none: bool = False) -> list[Any]:

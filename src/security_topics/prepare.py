@@ -11,11 +11,13 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from security_topics.corpus import CorpusSpec, prepare
+from security_topics.errors import exit_on_project_errors
 
 log = logging.getLogger(__name__)
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+@exit_on_project_errors("prepare")
 def main(cfg: DictConfig) -> None:
     summary = prepare(CorpusSpec.from_mapping(OmegaConf.to_container(cfg.data, resolve=True)))
     log.info(

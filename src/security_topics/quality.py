@@ -12,9 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from security_topics.corpus import CorpusSpec
 from security_topics.corpus_checks import check_corpus
+from security_topics.errors import exit_on_project_errors
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="quality")
+@exit_on_project_errors("quality")
 def main(cfg: DictConfig) -> None:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     baseline = hydra.utils.instantiate(cfg.model)

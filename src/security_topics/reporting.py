@@ -17,7 +17,7 @@ from sklearn.metrics import classification_report, multilabel_confusion_matrix, 
 
 from security_topics.data import Article, Example
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, support
+from security_topics.metrics import compute_metrics, slice_rates, support
 from security_topics.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,21 @@ def evaluate_predictor(
         levels["test"] = write_report(
             out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples]
         )
+        if any("subtheme" in e.meta for e in examples):
+            groups = [str(e.meta.get("subtheme", "")) for e in examples]
+            write_slices(out_dir / "test_slices.csv", slice_rates(y_true, scores >= thresholds, groups, labels))
     if articles:
         results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
         y_true = label_set.encode_many([a.labels for a in articles])
         scores = np.array([[r.scores.get(name, 0.0) for name in labels] for r in results])
         shown = [f"{a.title} — {a.text[:160]}" for a in articles]
         levels["article"] = write_report(
-            out_dir, "article", labels, y_true, scores, thresholds, shown, [a.id for a in articles]
+            out_dir, "article", labels, y_true, scores, predictor.article_thresholds, shown, [a.id for a in articles]
         )
+        if any("kind" in a.meta for a in articles):
+            groups = [str(a.meta.get("kind", "")) for a in articles]
+            predicted = scores >= predictor.article_thresholds
+            write_slices(out_dir / "article_slices.csv", slice_rates(y_true, predicted, groups, labels))
         with (out_dir / "article_predictions.jsonl").open("w", encoding="utf-8") as f:
             for article, result in zip(articles, results):
                 record = {"id": article.id, "gold": list(article.labels), **result.to_dict()}
@@ -56,6 +63,23 @@ def evaluate_predictor(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(levels, indent=2) + "\n")
     return {f"{level}_{k}": v for level, values in levels.items() for k, v in values.items()}
+
+
+def write_slices(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The slice table as CSV (one row per sub-theme or article kind), worst false alarms logged."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    rates = [
+        (float(v), row["slice"], k.removeprefix("fp_rate_"))
+        for row in rows
+        for k, v in row.items()
+        if k.startswith("fp_rate_") and v != ""
+    ]
+    worst = sorted(rates, reverse=True)[:3]
+    log.info("%s: highest false-positive rates %s", path.name, [f"{s}→{t} {r:.2f}" for r, s, t in worst])
 
 
 def write_report(

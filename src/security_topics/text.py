@@ -60,9 +60,30 @@ class NormalizerConfig:
         return asdict(self)
 
 
+# Invisible format characters (ZWJ, ZWNJ, LRM, RLM, BOM …) and Arabic presentation forms (the
+# glyph variants of letters, U+FB50–U+FDFF and U+FE70–U+FEFF) change tokens without changing the
+# text a reader sees; Persian yeh and keheh stand for Arabic yeh and kaf in Arabic text.
+_PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufefe]+")
+_PERSIAN = str.maketrans({"\u06cc": "\u064a", "\u06a9": "\u0643"})
+
+
+def clean_unicode(text: str) -> str:
+    """Drop format characters, lone surrogates and non-space control characters, fold Arabic
+    presentation forms (NFKC) and Persian yeh/keheh; the visible text stays the same."""
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category in ("Cf", "Cs") or (category == "Cc" and not ch.isspace()):
+            continue
+        out.append(ch)
+    text = _PRESENTATION_FORMS.sub(lambda m: unicodedata.normalize("NFKC", m.group()), "".join(out))
+    return text.translate(_PERSIAN)
+
+
 def normalize(text: str, config: NormalizerConfig | None = None) -> str:
     """Normalise one text according to `config` (defaults: the project's standard steps)."""
     config = config or NormalizerConfig()
+    text = clean_unicode(text)
     if config.arabert_v02:
         return _arabert_v02(text)
     text = unicodedata.normalize("NFC", text)
@@ -106,6 +127,24 @@ def has_arabic(text: str) -> bool:
     return _ARABIC_LETTER.search(text) is not None
 
 
+# Lines that news sites and wires add around a story: "read also" links to other stories, follow-us
+# and copyright lines, source and byline lines, photo captions. They say nothing about the story.
+_BOILERPLATE = re.compile(
+    r"^[\W_]*(?:"
+    r"(?:اقرأ|إقرأ|اقرا|طالع|شاهد)\s*(?:أيضا|أيضاً|ايضا|ايضاً|المزيد)"
+    r"|تابعونا|تابعوا\s+(?:آخر|أخبار|صفحت|حساب)|حقوق\s+النشر|جميع\s+الحقوق|©"
+    r"|المصدر\s*[:：\-–]|بقلم\s*[:：]|صورة\s+أرشيفية|الصورة\s*[:：]"
+    r"|read\s+(?:also|more)|related\s*:|follow\s+us"
+    r")",
+    re.IGNORECASE,
+)
+
+
+def is_boilerplate(sentence: str) -> bool:
+    """True for a wire or website boilerplate line ("اقرأ أيضا: …", "تابعونا على …", "المصدر: …")."""
+    return _BOILERPLATE.search(sentence) is not None
+
+
 # --- sentence splitting -------------------------------------------------------------------
 
 
@@ -128,12 +167,14 @@ ABBREVIATIONS = frozenset(
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
 # «عام 2024 م.» and «1446 هـ.» end sentences: an era letter after a year is not an initial.
 _ERA_AFTER_YEAR = re.compile(r"\d\s*(?:م|هـ|ه)$")
+_LOOK_BEHIND = 48  # characters before a full stop that decide whether it ends an abbreviation
 
 
 def _is_abbreviation(text: str, dot: int) -> bool:
     """True when the full stop at `dot` closes an abbreviation or an initial, not a sentence."""
-    match = _WORD_BEFORE.search(text, 0, dot)
-    if not match or _ERA_AFTER_YEAR.search(text, 0, dot):
+    window = max(0, dot - _LOOK_BEHIND)  # a bounded look-behind keeps splitting linear in the text
+    match = _WORD_BEFORE.search(text, window, dot)
+    if not match or _ERA_AFTER_YEAR.search(text, window, dot):
         return False
     word = match.group(1).strip(".").casefold()
     return word in ABBREVIATIONS or (len(word) == 1 and word.isalpha())

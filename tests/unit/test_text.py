@@ -1,6 +1,8 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from security_topics.text import NormalizerConfig, dedup_key, has_arabic, normalize, split_sentences
+from security_topics.text import NormalizerConfig, dedup_key, has_arabic, is_boilerplate, normalize, split_sentences
 
 
 def test_default_normalisation_strips_diacritics_tatweel_links_and_maps_digits():
@@ -82,3 +84,56 @@ def test_split_keeps_closing_quotes_with_their_sentence():
 def test_split_empty_and_punctuation_only():
     assert split_sentences("") == []
     assert split_sentences("  \n ... \n") == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "اقرأ أيضا: ضبط شحنة كبتاجون في ميناء جدة",
+        "اقرأ أيضاً: هجوم إلكتروني على مصرف",
+        "تابعونا على منصة إكس لآخر الأخبار",
+        "حقوق النشر محفوظة لوكالة الأنباء",
+        "المصدر: وكالات",
+        "(صورة أرشيفية)",
+        "بقلم: سنية الغربي",
+        "Read also: drones over the airport",
+    ],
+)
+def test_boilerplate_lines_are_recognised(line):
+    assert is_boilerplate(line)
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "وقال المصدر إن الشحنة ضبطت في الميناء",
+        "اقرأوا البيان كاملا قبل الحكم عليه",
+        "تابعت الشرطة التحقيق في الهجوم على الملعب",
+    ],
+)
+def test_news_sentences_are_not_boilerplate(sentence):
+    assert not is_boilerplate(sentence)
+
+
+_CORPUS = [
+    "أعلنت وزارة الداخلية ضبط خلية إرهابية في ١٢ مدينة.",
+    "تعرضت أنظمة تسجيل الركاب في المطار لهجوم إلكتروني، وفق بيان الهيئة.",
+    "الرياض - واس: ضبط 3.5 مليون قرص كبتاجون مخبأة في شحنة فواكه",
+    "اقتحم مشجعون أرض الملعب بعد نهاية مباراة الديربي",
+]
+_INVISIBLE = ["\u200d", "\u200c", "\u200e", "\u200f", "\ufeff", "\u2066", "\u2069", "\ud800", "\x07", "\x00"]
+
+
+@given(st.sampled_from(_CORPUS), st.lists(st.tuples(st.integers(0, 200), st.sampled_from(_INVISIBLE)), max_size=6))
+def test_invisible_characters_never_change_the_normalised_text(text, insertions):
+    variant = text
+    for position, ch in insertions:
+        position %= len(variant) + 1
+        variant = variant[:position] + ch + variant[position:]
+    assert normalize(variant) == normalize(text)
+
+
+def test_presentation_forms_and_persian_letters_fold_to_arabic():
+    assert normalize("ﺍﻟﺴﻼﻡ ﻋﻠﻴﻜﻢ") == "السلام عليكم"
+    assert normalize("ﻫﺠﻮﻡ ﺇﺭﻫﺎﺑﻲ") == normalize("هجوم إرهابي")
+    assert normalize("کشف شبکه مخدر در ایران") == "كشف شبكه مخدر در ايران"

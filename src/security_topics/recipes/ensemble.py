@@ -54,6 +54,9 @@ class EnsembleRecipe:
         y_val = labels.encode_many([e.labels for e in validation])
         texts = [e.text for e in validation]
         probs = [model.score(texts).probs for model in fitted.values()]
+        for name, p in zip(fitted, probs):  # each member alone, as the ensemble is judged: tuned thresholds
+            f1 = compute_metrics(y_val, p >= tune_thresholds(y_val, p), labels.names)["macro_f1"]
+            log_metrics({f"val_member_{name}_macro_f1": f1}, None)
         weights = self._choose_weights(probs, y_val, labels) if self.weights == "tune" else list(self.weights)
         log.info("ensemble weights %s", dict(zip(fitted, weights)))
         card = ModelCard(

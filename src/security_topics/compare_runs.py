@@ -36,7 +36,16 @@ METRICS = {
     "test_micro_f1": "test_micro_f1",
     "article_macro_f1": "article_macro_f1",
     "article_exact_match": "article_exact",
+    "article_rule_cv_max_macro_f1": "val_art_cv_max",
+    "article_rule_cv_logistic_macro_f1": "val_art_cv_logistic",
 }
+# Columns that only mean something for one family (a TF-IDF run has no epochs, a transformer no C).
+FAMILY_COLUMNS = {
+    "TfidfRecipe": {"C"},
+    "TransformerRecipe": {"lr", "head_lr", "frozen_emb", "max_len", "epochs", "batch"},
+    "EnsembleRecipe": {"epochs", "batch"},
+}
+MODEL_SPECIFIC = set().union(*FAMILY_COLUMNS.values())
 
 
 def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str = "") -> pd.DataFrame:
@@ -61,12 +70,21 @@ def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str =
             if k.startswith("test_") and k.endswith("_f1") and k not in ("test_macro_f1", "test_micro_f1")
         ]
         row = {"run": run.info.run_name, "run_id": run.info.run_id[:8], "sweep": tags.get("sweep_id", "")}
-        row.update({short: params.get(key, "") for key, short in PARAMS.items()})
+        family = params.get("model._target_", "").rsplit(".", 1)[-1]
+        keep = FAMILY_COLUMNS.get(family, set())
+        row.update(
+            {
+                short: params.get(key, "")
+                for key, short in PARAMS.items()
+                if short not in MODEL_SPECIFIC or short in keep
+            }
+        )
         row.update({short: metrics.get(key) for key, short in METRICS.items()})
         row.update({f"f1_{label}": metrics[f"test_{label}_f1"] for label in sorted(labels)})
         row["started"] = pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M")
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.loc[:, [c for c in table.columns if not (table[c].isna() | (table[c] == "")).all()]]
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -86,11 +104,12 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def write_comparison(tracking_uri: str | None, experiment: str, output: Path, filter_string: str = "") -> pd.DataFrame:
-    """Write OUTPUT.md and OUTPUT.csv, best test macro-F1 first; return the table."""
+    """Write OUTPUT.md and OUTPUT.csv, best validation macro-F1 first (models are chosen on
+    validation, never on test); return the table."""
     table = collect_runs(tracking_uri, experiment, filter_string)
     if table.empty:
         raise TrackingError(f"no finished training runs in experiment {experiment!r}")
-    table = table.sort_values("test_macro_f1", ascending=False, na_position="last")
+    table = table.sort_values("val_macro_f1", ascending=False, na_position="last")
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output.with_suffix(".csv"), index=False)
     output.with_suffix(".md").write_text(to_markdown(table))

@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     articles = read_articles(cfg.articles, labels) if cfg.articles else []
     metrics = evaluate_predictor(predictor, examples, articles, out_dir)
     if cfg.log_to_mlflow:
-        tracking.configure(uri, cfg.tracking.experiment, cfg.tracking.artifact_root)
+        tracking.configure(uri, cfg.tracking.evaluation_experiment, cfg.tracking.artifact_root)
         tags = {
             "stage": "evaluate",
             "evaluated_model": str(cfg.model_uri),
@@ -43,10 +43,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "data_fingerprint": fingerprint([p for p in (cfg.sentences, cfg.articles) if p]),
             **tracking.git_tags(cfg.paths.root_dir),
         }
-        with tracking.start_run(run_name=f"evaluate-{out_dir.name}", tags=tags):
+        with tracking.start_run(run_name=f"evaluate-{out_dir.name}", tags=tags) as run:
             tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
             tracking.log_metrics(metrics)
             tracking.log_artifacts(out_dir, "eval")
+        log.info("MLflow run %s in experiment %s (%s)", run.info.run_id, cfg.tracking.evaluation_experiment, uri)
     log.info(
         "sentences macro-F1 %.3f, articles macro-F1 %.3f (%s)",
         metrics.get("test_macro_f1", float("nan")),

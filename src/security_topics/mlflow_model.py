@@ -1,14 +1,16 @@
 """The predictor as an MLflow pyfunc model (an MLflow "model from code": no pickling), and its logging.
 
 Input: a DataFrame with a `text` column (each text is an article; a sentence is an article of one
-sentence) and an optional `title` column. Output: one row per text with the topics, a score per
-topic and the evidence as JSON.
+sentence) and an optional `title` column; the `max_evidence` param (0 = every carrying sentence).
+Output: one row per text in the Predictor's structure: `topics` (a list), `scores` (topic → score),
+`evidence` (a list of {topic, text, start, end, score, source}) and `flags` (a list).
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,14 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from security_topics.models.card import CARD_FILE
+from security_topics.models.ensemble import MEMBERS
 from security_topics.predictor import Predictor
 
 MODEL_DIR_ARTIFACT = "model_dir"
+DEFAULT_MAX_EVIDENCE = 3
 
 
 class SecurityTopicsModel(PythonModel):
@@ -33,32 +38,33 @@ class SecurityTopicsModel(PythonModel):
             raise ValueError(f"input needs a 'text' column, got {list(model_input.columns)}")
         texts = model_input["text"].fillna("").astype(str).tolist()
         titles = model_input["title"].fillna("").astype(str).tolist() if "title" in model_input else None
+        self.predictor.max_evidence = int((params or {}).get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None
         rows = []
         for result in self.predictor.predict_articles(texts, titles=titles):
-            row: dict[str, Any] = {"topics": "|".join(result.labels)}
-            row.update({f"score_{name}": result.scores.get(name, 0.0) for name in self.predictor.labels})
-            row["evidence"] = json.dumps(
-                {t.topic: [e.text for e in t.evidence] for t in result.topics}, ensure_ascii=False
+            evidence = [{"topic": t.topic, **asdict(e)} for t in result.topics for e in t.evidence]
+            rows.append(
+                {"topics": list(result.labels), "scores": result.scores, "evidence": evidence, "flags": result.flags}
             )
-            row["flags"] = "|".join(result.flags)
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["topics", "scores", "evidence", "flags"])
 
 
-def _requirements() -> list[str]:
-    packages = (
-        "mlflow",
-        "torch",
-        "transformers",
-        "tokenizers",
-        "safetensors",
-        "scikit-learn",
-        "scipy",
-        "numpy",
-        "pandas",
-        "iterative-stratification",
-    )
-    return [f"{name}=={metadata.version(name)}" for name in packages]
+_COMMON = ("mlflow", "safetensors", "scikit-learn", "scipy", "numpy", "pandas", "iterative-stratification")
+_TORCH = ("torch", "transformers", "tokenizers")
+
+
+def requirements(model_dir: Path) -> list[str]:
+    """Pinned requirements that install elsewhere: no local build tags (`+cpu`), and torch with
+    transformers only for the families that need them (not for a TF-IDF model)."""
+    needs_torch = _needs_torch(model_dir)
+    packages = _COMMON + (_TORCH if needs_torch else ())
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in packages]
+
+
+def _needs_torch(model_dir: Path) -> bool:
+    card = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))
+    if card["family"] == "ensemble":
+        return any(_needs_torch(model_dir / MEMBERS / name) for name in card["settings"]["members"])
+    return card["family"] != "tfidf"
 
 
 def log_model(model_dir: Path, registered_name: str | None = None) -> str:
@@ -70,10 +76,11 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
             name="model",
             python_model=str(Path(__file__)),
             artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-            pip_requirements=_requirements(),
+            pip_requirements=requirements(Path(model_dir)),
             code_paths=[str(Path(__file__).parent)],  # the package travels with the model
             signature=ModelSignature(
-                inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)])
+                inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)]),
+                params=ParamSchema([ParamSpec("max_evidence", "long", DEFAULT_MAX_EVIDENCE)]),
             ),
             registered_model_name=registered_name or None,
         )

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import classification_report, multilabel_confusion_matrix, precision_recall_curve
+from sklearn.metrics import (
+    average_precision_score,
+    classification_report,
+    multilabel_confusion_matrix,
+    precision_recall_curve,
+)
 
 from security_topics.data import Article, Example
 from security_topics.labels import LabelSet
@@ -32,6 +37,7 @@ def evaluate_predictor(
     """
     labels = predictor.labels
     label_set = LabelSet.of(labels)
+    name = str(predictor.model.card.settings.get("name", predictor.model.card.family))
     thresholds = predictor.thresholds
     levels: dict[str, dict[str, float]] = {}
     if examples:
@@ -39,7 +45,7 @@ def evaluate_predictor(
         y_true = label_set.encode_many([e.labels for e in examples])
         scores = predictor.score_sentences(texts)
         levels["test"] = write_report(
-            out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples]
+            out_dir, "test", labels, y_true, scores, thresholds, texts, [e.id for e in examples], name
         )
         if any("subtheme" in e.meta for e in examples):
             groups = [str(e.meta.get("subtheme", "")) for e in examples]
@@ -50,7 +56,15 @@ def evaluate_predictor(
         scores = np.array([[r.scores.get(name, 0.0) for name in labels] for r in results])
         shown = [f"{a.title} — {a.text[:160]}" for a in articles]
         levels["article"] = write_report(
-            out_dir, "article", labels, y_true, scores, predictor.article_thresholds, shown, [a.id for a in articles]
+            out_dir,
+            "article",
+            labels,
+            y_true,
+            scores,
+            predictor.article_thresholds,
+            shown,
+            [a.id for a in articles],
+            name,
         )
         if any("kind" in a.meta for a in articles):
             groups = [str(a.meta.get("kind", "")) for a in articles]
@@ -91,6 +105,7 @@ def write_report(
     thresholds: np.ndarray,
     texts: Sequence[str],
     ids: Sequence[str],
+    model_name: str = "model",
 ) -> dict[str, float]:
     """Write metrics JSON, classification report, predictions, errors and plots; return metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,8 +117,9 @@ def write_report(
     (out_dir / f"{prefix}_classification_report.txt").write_text(report)
     _write_predictions(out_dir / f"{prefix}_predictions.csv", labels, y_true, y_pred, scores, texts, ids)
     _write_predictions(out_dir / f"{prefix}_errors.csv", labels, y_true, y_pred, scores, texts, ids, errors_only=True)
-    plot_confusion(out_dir / f"{prefix}_confusion.png", labels, y_true, y_pred)
-    plot_precision_recall(out_dir / f"{prefix}_precision_recall.png", labels, y_true, scores)
+    title = f"{model_name}: {'sentences' if prefix == 'test' else 'articles'} ({len(y_true)})"
+    plot_confusion(out_dir / f"{prefix}_confusion.png", labels, y_true, y_pred, title)
+    plot_precision_recall(out_dir / f"{prefix}_precision_recall.png", labels, y_true, scores, thresholds, title)
     _write_pr_points(out_dir / f"{prefix}_precision_recall", labels, y_true, scores)
     return metrics
 
@@ -167,34 +183,47 @@ def _figure(n_panels: int) -> tuple[Any, np.ndarray]:
     return fig, axes.flat
 
 
-def plot_confusion(path: Path, labels: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray) -> None:
+def plot_confusion(path: Path, labels: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, title: str) -> None:
+    """One 2×2 matrix per topic; counts in white on dark cells and black on light ones."""
     matrices = multilabel_confusion_matrix(y_true.astype(int), y_pred.astype(int), labels=range(len(labels)))
     fig, axes = _figure(len(labels))
     for ax, name, matrix in zip(axes, labels, matrices):
-        ax.imshow(matrix, cmap="Blues")
+        ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max()), 1))
         for (r, c), value in np.ndenumerate(matrix):
-            ax.text(c, r, str(value), ha="center", va="center", color="black")
+            dark = value > matrix.max() / 2
+            ax.text(c, r, str(value), ha="center", va="center", color="white" if dark else "black", fontsize=12)
         ax.set_xticks([0, 1], ["no", "yes"])
         ax.set_yticks([0, 1], ["no", "yes"])
         ax.set_xlabel("predicted")
         ax.set_ylabel("gold")
         ax.set_title(name)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     _close(fig)
 
 
-def plot_precision_recall(path: Path, labels: Sequence[str], y_true: np.ndarray, scores: np.ndarray) -> None:
+def plot_precision_recall(
+    path: Path, labels: Sequence[str], y_true: np.ndarray, scores: np.ndarray, thresholds: np.ndarray, title: str
+) -> None:
+    """Per topic: the curve, its average precision, and a marker where the chosen threshold sits."""
     fig, axes = _figure(len(labels))
     for j, (ax, name) in enumerate(zip(axes, labels)):
         if np.any(y_true[:, j] > 0):
             precision, recall, _ = precision_recall_curve(y_true[:, j], scores[:, j])
-            ax.plot(recall, precision)
+            ap = average_precision_score(y_true[:, j], scores[:, j])
+            ax.plot(recall, precision, label=f"AP {ap:.3f}")
+            chosen = scores[:, j] >= thresholds[j]
+            tp = float(np.sum(chosen & (y_true[:, j] > 0)))
+            at_p, at_r = tp / max(chosen.sum(), 1), tp / max((y_true[:, j] > 0).sum(), 1)
+            ax.plot([at_r], [at_p], "o", color="crimson", label=f"threshold {thresholds[j]:.3f}")
+            ax.legend(loc="lower left", fontsize=8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_title(name)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     _close(fig)

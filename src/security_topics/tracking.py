@@ -19,7 +19,11 @@ from security_topics.errors import TrackingError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_URI = "sqlite:///experiments/mlflow.db"
+# The project's own store, wherever the code runs from (a notebook in another folder included):
+# the repository root for a source checkout, else the working directory.
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = _SOURCE_ROOT if (_SOURCE_ROOT / "configs").is_dir() else Path.cwd()
+DEFAULT_URI = f"sqlite:///{PROJECT_ROOT / 'experiments' / 'mlflow.db'}"
 MAX_PARAM_LENGTH = 6000  # MLflow 3's limit on a param value
 PARAMS_PER_CALL = 100
 
@@ -121,6 +125,11 @@ def download_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
     store = resolve_uri(tracking_uri)
     if store.startswith(("http://", "https://")):
         check_server(store)
+    elif store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        raise TrackingError(
+            f"{uri}: there is no MLflow store at {store} (nothing was created); pass tracking_uri=... "
+            "or --tracking-uri, or set MLFLOW_TRACKING_URI, to use another"
+        )
     mlflow.set_tracking_uri(store)
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))

@@ -42,6 +42,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"thresholds.mode must be 'tune' or 'fixed', got {cfg.thresholds.mode!r}")
     if cfg.thresholds.mode == "fixed" and not isinstance(cfg.thresholds.value, (int, float)):
         raise ConfigError(f"thresholds.value must be a number, got {cfg.thresholds.value!r}")
+    if cfg.save_dir_policy not in ("better", "always"):
+        raise ConfigError(f"save_dir_policy must be 'better' or 'always', got {cfg.save_dir_policy!r}")
     if cfg.article_rule not in ARTICLE_RULES:
         raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {cfg.article_rule!r}")
     settings: TrainerSettings = hydra.utils.instantiate(cfg.trainer)
@@ -66,7 +68,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         **sweep,
     }
     parent = tracking.sweep_parent(experiment_id, sweep)
-    with tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent):
+    with tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent) as run:
         tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
         started = time.perf_counter()
         model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
@@ -88,14 +90,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model.save(model_dir)
         (model_dir / "training_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.save_dir and not parent:  # sweep jobs keep their models in their own run dirs
-            _replace_model_dir(Path(cfg.save_dir), model_dir)
+            _save_if_better(Path(cfg.save_dir), model_dir, metrics["val_macro_f1"], sentences["validation"], cfg)
         metrics.update(evaluate_predictor(Predictor(model), sentences["test"], articles["test"], run_dir / "eval"))
         metrics.update(rule_metrics, train_seconds=train_seconds)
         tracking.log_metrics(metrics)
         tracking.log_artifacts(run_dir / "eval", "eval")
-        if cfg.tracking.log_model:
-            uri = log_model(model_dir, cfg.tracking.registered_model_name)
-            log.info("logged model %s", uri)
+        uri = log_model(model_dir, cfg.tracking.registered_model_name) if cfg.tracking.log_model else None
+    log.info("MLflow run %s; run folder %s; evaluation files %s", run.info.run_id, run_dir, run_dir / "eval")
+    if uri:
+        log.info("model: runs:/%s/model (logged as %s)", run.info.run_id, uri)
     log.info(
         "%s: validation macro-F1 %.3f, test macro-F1 %.3f, article macro-F1 %.3f (%s rule; %.0f s training)",
         cfg.model.name,
@@ -138,6 +141,42 @@ def _sweep_tags() -> dict[str, str]:
         "sweep_job": str(hydra_cfg.job.num),
         "sweep_overrides": ",".join(hydra_cfg.overrides.task)[: tracking.MAX_PARAM_LENGTH],
     }
+
+
+def _save_if_better(target: Path, model_dir: Path, val_macro_f1: float, validation: list, cfg: DictConfig) -> None:
+    """Copy the model to `save_dir`, unless the model there scores better on the same validation
+    sentences and `save_dir_policy` is `better` (the default); say which happened."""
+    held = _held_model_score(target, validation) if cfg.save_dir_policy == "better" else None
+    if held is not None and held > val_macro_f1:
+        log.warning(
+            "kept the model in %s: its validation macro-F1 %.4f beats this run's %.4f (save_dir_policy=better; "
+            "this run's model is in %s, or use save_dir_policy=always)",
+            target,
+            held,
+            val_macro_f1,
+            model_dir,
+        )
+        return
+    _replace_model_dir(target, model_dir)
+    before = "" if held is None else f" (it held a model with validation macro-F1 {held:.4f})"
+    log.info("saved the model to %s%s", target, before)
+
+
+def _held_model_score(target: Path, validation: list) -> float | None:
+    """Validation macro-F1 of the model already in `target` (None: none there, or not comparable)."""
+    if not (target / CARD_FILE).is_file():
+        return None
+    try:
+        predictor = Predictor.load(target)
+    except Exception as err:  # a damaged or foreign model is replaced, not a reason to fail the run
+        log.warning("could not load the model in %s to compare (%s): replacing it", target, err)
+        return None
+    labels = LabelSet.of(predictor.labels)
+    if not validation or any(label not in labels for e in validation for label in e.labels):
+        return None
+    y = labels.encode_many([e.labels for e in validation])
+    predicted = predictor.score_sentences([e.text for e in validation]) >= predictor.thresholds
+    return compute_metrics(y, predicted, labels.names)["macro_f1"]
 
 
 def _replace_model_dir(target: Path, model_dir: Path) -> None:

@@ -64,3 +64,20 @@ def test_entry_points_end_a_bad_config_with_one_line(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == ["train: trainer.epochs: expected a number, got 'abc'"]
+
+
+def test_evaluate_a_users_own_files(tfidf_run, tmp_path, capsys):
+    import mlflow
+    from helpers import FIXTURES
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    files = [str(FIXTURES / "sentences.csv"), str(FIXTURES / "articles.jsonl")]
+    main(["evaluate", *files, "--model", tfidf_run.model_dir, "--output-dir", str(tmp_path), "--tracking-uri", uri])
+    out = capsys.readouterr().out
+    assert "sentences.csv: 500 sentences" in out and "articles.jsonl: 26 articles" in out
+    assert out.count("macro-F1") == 2 and "narcotics" in out
+    sentences = json.loads((tmp_path / "sentences--tfidf" / "test_metrics.json").read_text())
+    assert sentences["support"]["none"] == 120 and sentences["macro_f1"] > 0.8  # it trained on most of them
+    assert (tmp_path / "articles--tfidf" / "article_metrics.json").is_file()
+    runs = mlflow.search_runs(experiment_names=["security-topics-evaluations"], output_format="list")
+    assert len(runs) == 2 and {r.data.tags["data_fingerprint"] for r in runs} != {""}

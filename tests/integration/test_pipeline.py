@@ -121,9 +121,13 @@ def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
 
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
     frame = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}))
-    first = run.cfg.data.labels[0]
-    assert frame["topics"].tolist() == ["|".join(r.labels) for r in local]
-    assert np.allclose(frame[f"score_{first}"], [r.scores[first] for r in local])
+    assert frame["topics"].tolist() == [list(r.labels) for r in local]
+    assert frame["scores"].tolist() == [r.scores for r in local]
+    assert frame["evidence"].tolist() == [
+        [{"topic": t.topic, **vars(e)} for t in r.topics for e in t.evidence] for r in local
+    ]
+    every = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}), params={"max_evidence": 0})
+    assert all(len(a) >= len(b) for a, b in zip(every["evidence"], frame["evidence"]))
 
 
 def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
@@ -227,3 +231,17 @@ def test_an_ensemble_trains_saves_and_loads_like_any_model(workspace):
     expected = w_tfidf * member.score_sentences(texts) + (1 - w_tfidf) * tiny.score_sentences(texts)
     assert np.allclose(predictor.score_sentences(texts), expected)
     assert run.metrics["test_macro_f1"] > _majority_macro_f1(run.cfg, "test") + 0.4
+
+
+def test_save_dir_keeps_a_better_model_unless_told_to_replace_it(tfidf_run, workspace, tmp_path):
+    import shutil
+
+    target = tmp_path / "default"
+    shutil.copytree(tfidf_run.model_dir, target)
+    held = (target / "security_topics.json").read_text()
+    worse = ("model=tfidf", "thresholds.mode=fixed", "thresholds.value=0.95", "tracking.log_model=false")
+    run = train_run(workspace, "worse", *worse, f"save_dir={target}")
+    assert run.metrics["val_macro_f1"] < tfidf_run.metrics["val_macro_f1"]
+    assert (target / "security_topics.json").read_text() == held  # kept
+    train_run(workspace, "worse-always", *worse, f"save_dir={target}", "save_dir_policy=always")
+    assert json.loads((target / "security_topics.json").read_text())["thresholds"] == [0.95] * 5

@@ -34,3 +34,32 @@ def test_a_missing_run_names_the_store_that_was_searched(tmp_path):
     tracking.configure(uri, "empty", tmp_path / "artifacts")
     with pytest.raises(TrackingError, match=r"runs:/0123456789abcdef/model: .*searched the MLflow store sqlite:///"):
         tracking.download_artifacts("runs:/0123456789abcdef/model", uri)
+
+
+def test_the_default_store_is_the_projects_wherever_the_code_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    from helpers import ROOT
+
+    assert tracking.resolve_uri() == f"sqlite:///{ROOT / 'experiments' / 'mlflow.db'}"
+    missing = f"sqlite:///{tmp_path}/nowhere/mlflow.db"
+    with pytest.raises(
+        TrackingError, match=r"no MLflow store at sqlite:///.*nowhere/mlflow.db \(nothing was created\)"
+    ):
+        tracking.download_artifacts("runs:/0123/model", missing)
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "experiments").exists()
+
+
+def test_logged_requirements_install_elsewhere_and_fit_the_family(tmp_path):
+    from helpers import FakeModel
+
+    from security_topics.mlflow_model import requirements
+
+    model = FakeModel({})
+    model.card.family = "tfidf"
+    model.save(tmp_path / "tfidf")
+    model.card.family = "transformer"
+    model.save(tmp_path / "transformer")
+    tfidf, transformer = requirements(tmp_path / "tfidf"), requirements(tmp_path / "transformer")
+    assert not any(r.startswith(("torch==", "transformers==")) for r in tfidf)
+    assert any(r.startswith("torch==") for r in transformer) and not any("+" in r for r in transformer)

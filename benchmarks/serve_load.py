@@ -39,6 +39,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "MLFLOW_TRACKING_URI": resolve_uri()}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # uvicorn
     mlflow = str(Path(sys.executable).parent / "mlflow")
     server = subprocess.Popen(
         [mlflow, "models", "serve", "-m", args.model, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],

@@ -11,7 +11,19 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+import sys  # noqa: E402
+
 from helpers import Run, train_run  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leaks():
+    """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI: reset it after every test."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Validate and split the data, train the default model (e5_small), evaluate it, log it all to
+# Validate and split the data, train the default model (e5_tfidf), evaluate it, log it all to
 # MLflow, save it to models/default/, then label a sample article with the predictor.
 run: setup
 	$(PY) -m security_topics.prepare

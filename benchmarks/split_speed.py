@@ -3,11 +3,12 @@
     python benchmarks/split_speed.py [--megabytes 1]
 
 Builds an article from corpus-like sentences (with decimals, abbreviations and quotes, the cases
-the splitter looks behind for) and prints the best of 3 timings per size, so linear growth shows.
+the splitter looks behind for) and prints the best of 3 timings per size (after a warm-up), so linear growth shows.
 """
 
 import argparse
-import time
+
+from predict_speed import best_of  # the same timing: a warm-up, then the best of `repeat`
 
 from security_topics.text import split_sentences
 
@@ -19,15 +20,6 @@ SENTENCES = [
 ]
 
 
-def best_of(work, repeat: int = 3) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=float, default=1.0)
@@ -36,7 +28,7 @@ def main() -> None:
     for share in (0.1, 0.5, 1.0):
         size = int(args.megabytes * share * 1_000_000)
         text = unit * max(1, round(size / len(unit.encode())))
-        seconds = best_of(lambda text=text: split_sentences(text))
+        seconds = best_of(3, lambda text=text: split_sentences(text))
         count = len(split_sentences(text))
         print(f"{len(text.encode()) / 1e6:.2f} MB, {count} sentences: {seconds:.3f} s")
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from security_topics.aggregation import ArticleRule, article_features
+from security_topics.errors import ConfigError
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
 from security_topics.text import has_arabic, is_boilerplate, split_sentences
@@ -100,13 +101,16 @@ class Predictor:
 
     def __init__(self, model: TopicModel, batch_size: int = 64, max_evidence: int | None = 3) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
+            raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
         if max_evidence is not None and (not isinstance(max_evidence, int) or max_evidence < 0):
-            raise ValueError(f"max_evidence must be a whole number ≥ 0 or None, got {max_evidence!r}")
+            raise ConfigError(f"max_evidence must be a whole number ≥ 0 or None, got {max_evidence!r}")
         self.model = model
         self.labels = list(model.card.labels)
         self.thresholds = np.asarray(model.card.thresholds, dtype=np.float64)
-        self.article_rule = ArticleRule.from_dict(model.card.article_rule, self.thresholds)
+        try:
+            self.article_rule = ArticleRule.from_dict(model.card.article_rule, self.thresholds)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelDirError(f"the model card's article_rule is not usable: {err}") from None
         self.batch_size = batch_size
         self.max_evidence = max_evidence or None
 

@@ -7,6 +7,7 @@ import pytest
 from helpers import FakeModel
 
 from security_topics.aggregation import FEATURES
+from security_topics.errors import ConfigError, ModelDirError
 from security_topics.predictor import BOILERPLATE, EMPTY, NO_ARABIC, TRUNCATED, Predictor
 
 TITLE = "عنوان الخبر"
@@ -40,8 +41,10 @@ def test_an_article_takes_a_topic_when_its_best_sentence_passes_by_default():
 def test_the_evidence_cap_is_an_argument_and_zero_keeps_every_carrier():
     assert [len(t.evidence) for t in predictor(max_evidence=1).predict_article(ARTICLE).topics] == [1, 1]
     assert len(predictor(max_evidence=0).predict_article(ARTICLE).topics[0].evidence) == 3
-    with pytest.raises(ValueError, match="max_evidence"):
+    with pytest.raises(ConfigError, match="max_evidence"):
         predictor(max_evidence=-1)
+    with pytest.raises(ModelDirError, match="article_rule is not usable"):
+        predictor(article_rule={"kind": "median", "thresholds": [0.5, 0.5]})
 
 
 def test_a_score_equal_to_the_threshold_passes():

@@ -36,7 +36,11 @@ def predict(args: argparse.Namespace) -> None:
 
     articles = _read_articles(args.file, args.format)  # bad input fails before a model loads
     predictor = Predictor.load(
-        args.model, device=args.device, batch_size=args.batch_size, tracking_uri=args.tracking_uri
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        tracking_uri=args.tracking_uri,
+        max_evidence=args.max_evidence,
     )
     results = predictor.predict_articles([a["text"] for a in articles], titles=[a.get("title") for a in articles])
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
@@ -130,6 +134,14 @@ def _table(metrics_file: Path, labels: Sequence[str]) -> str:
     return "\n".join(rows)
 
 
+def _evidence_cap(value: str) -> int:
+    if value == "all":
+        return 0
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0 or 'all', got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -149,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--max-evidence",
+        type=_evidence_cap,
+        default=3,
+        help="evidence sentences per topic, best first (0 or 'all': every sentence that carries it)",
+    )
     p.set_defaults(func=predict)
 
     p = commands.add_parser("evaluate", help="score a model on your own labelled CSV/JSONL files")

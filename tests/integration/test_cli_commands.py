@@ -81,3 +81,16 @@ def test_evaluate_a_users_own_files(tfidf_run, tmp_path, capsys):
     assert (tmp_path / "articles--tfidf" / "article_metrics.json").is_file()
     runs = mlflow.search_runs(experiment_names=["security-topics-evaluations"], output_format="list")
     assert len(runs) == 2 and {r.data.tags["data_fingerprint"] for r in runs} != {""}
+
+
+def test_predict_caps_the_evidence_as_asked(tfidf_run, tmp_path, capsys):
+    path = tmp_path / "article.txt"
+    path.write_text(ARTICLE + " وأضاف أن شحنة الكبتاجون ضبطت في الميناء.", encoding="utf-8")
+    counts = {}
+    for cap in ("1", "all"):
+        main(["predict", str(path), "--model", tfidf_run.model_dir, "--max-evidence", cap])
+        record = json.loads(capsys.readouterr().out)
+        counts[cap] = max((len(t["evidence"]) for t in record["topics"]), default=0)
+    assert counts["1"] == 1 and counts["all"] >= 2
+    with pytest.raises(SystemExit):
+        main(["predict", str(path), "--max-evidence", "some"])

@@ -70,13 +70,13 @@ _PERSIAN = str.maketrans({"\u06cc": "\u064a", "\u06a9": "\u0643"})
 def clean_unicode(text: str) -> str:
     """Drop format characters, lone surrogates and non-space control characters, fold Arabic
     presentation forms (NFKC) and Persian yeh/keheh; the visible text stays the same."""
-    out = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category in ("Cf", "Cs") or (category == "Cc" and not ch.isspace()):
-            continue
-        out.append(ch)
-    text = _PRESENTATION_FORMS.sub(lambda m: unicodedata.normalize("NFKC", m.group()), "".join(out))
+    if not text.isprintable():  # only then can it hold format, surrogate or control characters
+        text = "".join(
+            ch
+            for ch in text
+            if not ((category := unicodedata.category(ch)) in ("Cf", "Cs") or (category == "Cc" and not ch.isspace()))
+        )
+    text = _PRESENTATION_FORMS.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
     return text.translate(_PERSIAN)
 
 

@@ -8,7 +8,6 @@ Output: one row per text in the Predictor's structure: `topics` (a list), `score
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict
 from importlib import metadata
@@ -21,7 +20,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from security_topics.models.card import CARD_FILE
+from security_topics.models.card import ModelCard
 from security_topics.models.ensemble import MEMBERS
 from security_topics.predictor import Predictor
 
@@ -61,10 +60,10 @@ def requirements(model_dir: Path) -> list[str]:
 
 
 def _needs_torch(model_dir: Path) -> bool:
-    card = json.loads((model_dir / CARD_FILE).read_text(encoding="utf-8"))
-    if card["family"] == "ensemble":
-        return any(_needs_torch(model_dir / MEMBERS / name) for name in card["settings"]["members"])
-    return card["family"] != "tfidf"
+    card = ModelCard.load(model_dir)
+    if card.family == "ensemble":
+        return any(_needs_torch(model_dir / MEMBERS / name) for name in card.settings["members"])
+    return card.family != "tfidf"
 
 
 def log_model(model_dir: Path, registered_name: str | None = None) -> str:

@@ -68,6 +68,9 @@ def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
     assert "mode: fixed" in (project_copy / "params.yaml").read_text()
     assert "test.macro_f1" in _run(["dvc", "metrics", "show"], project_copy)
     assert "index.html" in _run(["dvc", "plots", "show", "-o", "plots"], project_copy)
+    page = (project_copy / "plots" / "index.html").read_text()
+    assert "http://" not in page and "https://" not in page  # renders offline: images, no vega from a CDN
+    assert page.count("<img") == 4
 
 
 def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):

@@ -94,3 +94,18 @@ def test_predict_caps_the_evidence_as_asked(tfidf_run, tmp_path, capsys):
     assert counts["1"] == 1 and counts["all"] >= 2
     with pytest.raises(SystemExit):
         main(["predict", str(path), "--max-evidence", "some"])
+
+
+def test_predict_with_a_tfidf_model_never_imports_torch_transformers_or_mlflow(tfidf_run, tmp_path):
+    """Start-up cost is imports: a TF-IDF model must not pay for the libraries it never uses."""
+    import subprocess
+
+    path = tmp_path / "article.txt"
+    path.write_text(ARTICLE, encoding="utf-8")
+    probe = (
+        "import sys; from security_topics.cli import main; "
+        f"main(['predict', {str(path)!r}, '--model', {str(tfidf_run.model_dir)!r}, '--output', '/dev/null']); "
+        "print(sorted(m for m in ('torch', 'transformers', 'mlflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"

@@ -43,6 +43,14 @@ class TrackingError(ProjectError, RuntimeError):
     """The tracking store can not be used, or a run or model is not in it; the message says what to do."""
 
 
+class EngineError(ProjectError, RuntimeError):
+    """An external engine (Spark) did not start or its job failed; the message names the engine and why."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived during a tracked run: unwinds like Ctrl-C, so the run is closed as KILLED."""
+
+
 def exit_on_project_errors(task: str) -> Callable[[F], F]:
     """For entry points only: end the command with one line on stderr and exit code 1 when it
     fails with one of the project's own errors (or a missing or unreadable file), also when
@@ -53,6 +61,12 @@ def exit_on_project_errors(task: str) -> Callable[[F], F]:
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
                 return func(*args, **kwargs)
+            except (KeyboardInterrupt, Terminated) as err:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                how = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
+                print(f"{task}: stopped by {how} (an open MLflow run is marked KILLED)", file=sys.stderr)
+                sys.exit(143 if isinstance(err, Terminated) else 130)
             except Exception as err:
                 own = _own_error(err)
                 if own is None or os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -15,7 +18,7 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from security_topics.errors import TrackingError
+from security_topics.errors import Terminated, TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +113,63 @@ def git_tags(root: str | Path = ".") -> dict[str, str]:
 
 @contextmanager
 def start_run(run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A run that leaves an honest trail: FAILED on an error, KILLED on Ctrl-C or SIGTERM (with its
+    end time), and `pid`/`host` tags so a later run can close it if the process died on SIGKILL."""
+    tags = {**tags, "pid": str(os.getpid()), "host": socket.gethostname()}
     if parent_run_id:
-        tags = {**tags, "mlflow.parentRunId": parent_run_id}
-    with mlflow.start_run(run_name=run_name, tags=tags) as run:
-        yield run
+        tags["mlflow.parentRunId"] = parent_run_id
+    with _sigterm_unwinds(), mlflow.start_run(run_name=run_name, tags=tags) as run:
+        close_dead_runs(run.info.experiment_id)
+        try:
+            yield run
+        except (KeyboardInterrupt, Terminated):
+            mlflow.end_run("KILLED")
+            raise
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Turn SIGTERM into an exception for the duration of a run (main thread only: Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def close_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs left RUNNING by a process of this host that no longer exists (SIGKILL,
+    power loss); return their ids. Runs of other hosts, or of live processes, are left alone."""
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    runs = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'")
+    closed = []
+    for found in runs:
+        pid = found.data.tags.get("pid", "")
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(found.info.run_id, "closed_by", f"pid {os.getpid()}: process {pid} on {host} had died")
+        client.set_terminated(found.info.run_id, status="KILLED")
+        log.warning("MLflow run %s was left RUNNING by process %s, which died: marked KILLED", found.info.run_id, pid)
+        closed.append(found.info.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: str = "") -> None:

@@ -7,6 +7,7 @@ Returns `optimized_metric` for sweeps.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 THRESHOLD_MODES = ("tune", "fixed")
 ARTICLE_RULES = ("auto", "max", "logistic", "sentence")
+RUN_FILE = "mlflow_run.json"  # in every run folder: which MLflow run wrote it (links resumed runs)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -67,8 +69,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         **tracking.git_tags(cfg.paths.root_dir),
         **sweep,
     }
+    if settings.resume:
+        tags.update(_resumed_from(Path(settings.resume)))
     parent = tracking.sweep_parent(experiment_id, sweep)
     with tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent) as run:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id}))
         tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
         started = time.perf_counter()
         model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
@@ -126,6 +132,16 @@ def _learn_article_rule(model: Any, articles: list, labels: LabelSet, mode: str,
     model.card.article_rule = rule.to_dict()
     log.info("article rule: %s (cross-validated on validation articles: %s)", rule.kind, scores)
     return scores
+
+
+def _resumed_from(resume: Path) -> dict[str, str]:
+    """Tags that link a resumed run to the checkpoint and, when its run folder says so, the run it continues."""
+    tags = {"resumed_from_checkpoint": str(resume.resolve())}
+    for folder in (resume, resume.parent, resume.parent.parent):  # run dir, checkpoints/, checkpoint-N/
+        if (folder / RUN_FILE).is_file():
+            tags["resumed_from_run"] = json.loads((folder / RUN_FILE).read_text())["run_id"]
+            break
+    return tags
 
 
 def _sweep_tags() -> dict[str, str]:

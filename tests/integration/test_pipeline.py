@@ -145,15 +145,26 @@ def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
     assert json.loads((out / "test_metrics.json").read_text())["support"]["none"] > 0
 
 
-def test_training_resumes_from_the_last_checkpoint(workspace):
+def test_a_resumed_run_continues_in_its_own_folder_and_links_the_run_it_resumes(workspace):
     common = ("model=tiny", "save_dir=null", "tracking.log_model=false", "trainer.save_optimizer=true")
     first = train_run(workspace, "resume", *common, "trainer.epochs=1")
-    checkpoints = first.dir / "checkpoints"
-    assert (next(checkpoints.glob("checkpoint-*")) / "optimizer.pt").is_file()
-    train_run(workspace, "resume", *common, "trainer.epochs=2", f"trainer.resume={checkpoints}")
-    steps = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
-    state = json.loads((checkpoints / f"checkpoint-{steps[-1]}" / "trainer_state.json").read_text())
-    assert state["epoch"] == 2.0 and state["global_step"] == 2 * steps[0]
+    old = first.dir / "checkpoints"
+    assert (next(old.glob("checkpoint-*")) / "optimizer.pt").is_file()
+    before = sorted(p.relative_to(old) for p in old.rglob("*"))
+    second = train_run(workspace, "resumed", *common, "trainer.epochs=2", f"trainer.resume={old}")
+
+    assert sorted(p.relative_to(old) for p in old.rglob("*")) == before  # the resumed-from folder is intact
+    new = second.dir / "checkpoints"
+    steps = sorted(int(p.name.split("-")[1]) for p in new.glob("checkpoint-*"))
+    state = json.loads((new / f"checkpoint-{steps[-1]}" / "trainer_state.json").read_text())
+    first_steps = int(next(old.glob("checkpoint-*")).name.split("-")[1])
+    assert state["epoch"] == 2.0 and state["global_step"] == 2 * first_steps
+
+    mlflow.set_tracking_uri(tracking.resolve_uri(second.cfg.tracking.uri, second.cfg.tracking.local_uri))
+    run_ids = [json.loads((r.dir / "mlflow_run.json").read_text())["run_id"] for r in (first, second)]
+    tags = mlflow.get_run(run_ids[1]).data.tags
+    assert tags["resumed_from_run"] == run_ids[0]
+    assert tags["resumed_from_checkpoint"] == str(old.resolve())
 
 
 def test_checkpoints_hold_no_optimizer_state_unless_asked(tiny_run):

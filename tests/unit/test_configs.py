@@ -56,6 +56,7 @@ def test_trainer_settings_are_built_as_an_object(tmp_path):
         ("trainer.warmup_ratio=1.5", r"trainer.warmup_ratio must be in \[0, 1\), got 1.5"),
         ("trainer.deterministic=maybe", "trainer.deterministic: expected true or false, got 'maybe'"),
         ("trainer.precision=fp8", "trainer.precision must be one of fp32, bf16, fp16"),
+        ("trainer.resume=/no/such/run/checkpoints", "trainer.resume=/no/such/run/checkpoints: no such folder"),
     ],
 )
 def test_bad_trainer_settings_name_the_key(tmp_path, override, message):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from security_topics.errors import ConfigError
@@ -60,6 +61,8 @@ class TrainerSettings:
         _check(self.early_stopping_patience >= 1, "early_stopping_patience", "≥ 1", self.early_stopping_patience)
         _check(self.log_every_steps >= 1, "log_every_steps", "≥ 1", self.log_every_steps)
         _check(self.num_workers >= 0, "num_workers", "≥ 0", self.num_workers)
+        if self.resume is not None and not Path(self.resume).is_dir():
+            raise ConfigError(f"trainer.resume={self.resume}: no such folder (give a run's checkpoints/ or a checkpoint-N)")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainerSettings:

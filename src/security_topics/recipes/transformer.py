@@ -180,7 +180,8 @@ def fine_tune(
     set_seed(settings.seed)
     if settings.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    output_dir = Path(resume).parent if resume else workdir / "checkpoints"
+    # A resumed run writes its own checkpoints: the folder it resumed from is read, never rotated away.
+    output_dir = workdir / "checkpoints"
     args = TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=float(settings.epochs),

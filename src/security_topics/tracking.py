@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -44,7 +45,7 @@ def configure(uri: str, experiment: str, artifact_root: str | Path | None = None
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     elif uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(uri, Path(uri.removeprefix("sqlite:///")))
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
@@ -58,19 +59,48 @@ def configure(uri: str, experiment: str, artifact_root: str | Path | None = None
     return experiment_id
 
 
-def check_server(uri: str, timeout: float = 5.0) -> None:
+def _check_writable(uri: str, db: Path) -> None:
+    """A run writes to the store: a read-only file or folder is named now, not in an SQL error later."""
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            return
-    except urllib.error.HTTPError:
-        return  # it answered: authentication and other HTTP errors are MLflow's to report
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TrackingError(f"MLflow store {uri}: cannot create its folder ({err.strerror})") from None
+    target = db if db.exists() else db.parent
+    if not os.access(target, os.W_OK) or (db.exists() and not os.access(db.parent, os.W_OK)):
+        raise TrackingError(
+            f"MLflow store {uri} is read-only ({target}); make it writable, or point tracking.uri or "
+            "MLFLOW_TRACKING_URI at a store you can write"
+        )
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the cause, when `uri` is not a working MLflow server: nothing
+    listens (MLflow itself would retry for minutes), or something answers that is not MLflow."""
+    probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as response:
+            body = response.read(1 << 16)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            return  # it is there and wants credentials: MLflow sends them (MLFLOW_TRACKING_TOKEN …)
+        raise TrackingError(
+            f"{uri} answers (HTTP {err.code} for MLflow's REST API) but is not an MLflow tracking server; "
+            "check the address and port in tracking.uri or MLFLOW_TRACKING_URI"
+        ) from None
     except (urllib.error.URLError, OSError) as err:
         problem = str(getattr(err, "reason", err))
-    raise TrackingError(
-        f"MLflow tracking server {uri} is unreachable ({problem}). Start it (`mlflow server --port 5000`), "
-        "fix tracking.uri or MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store "
-        "experiments/mlflow.db."
-    )
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({problem}). Start it (`mlflow server --port 5000`), "
+            "fix tracking.uri or MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store "
+            "experiments/mlflow.db."
+        ) from None
+    try:
+        json.loads(body)
+    except ValueError:
+        raise TrackingError(
+            f"{uri} answers, but not with MLflow's JSON (is it a web page or a proxy?); check the address "
+            "and port in tracking.uri or MLFLOW_TRACKING_URI"
+        ) from None
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

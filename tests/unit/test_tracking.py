@@ -1,6 +1,7 @@
 """MLflow set-up: a down server fails fast, params respect MLflow's limits, the registry works."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,47 @@ def test_logged_requirements_install_elsewhere_and_fit_the_family(tmp_path):
     tfidf, transformer = requirements(tmp_path / "tfidf"), requirements(tmp_path / "transformer")
     assert not any(r.startswith(("torch==", "transformers==")) for r in tfidf)
     assert any(r.startswith("torch==") for r in transformer) and not any("+" in r for r in transformer)
+
+
+@pytest.fixture
+def web_page():
+    """A local web server that is not MLflow: every path answers with an HTML page (or a 404)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = 404 if "missing" in self.server.mode else 200
+            self.send_response(code)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>" + b"<p>welcome</p>" * 500 + b"</body></html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.mode = ""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.parametrize(("mode", "message"), [("page", "not with MLflow's JSON"), ("missing", "HTTP 404")])
+def test_a_server_that_answers_but_is_not_mlflow_is_named_without_its_html(web_page, mode, message):
+    web_page.mode = mode
+    uri = f"http://127.0.0.1:{web_page.server_address[1]}"
+    for attempt in (lambda: tracking.configure(uri, "x"), lambda: tracking.download_artifacts("runs:/abc/model", uri)):
+        with pytest.raises(TrackingError, match=message) as caught:
+            attempt()
+        assert uri in str(caught.value) and "<html" not in str(caught.value)
+
+
+def test_a_read_only_store_is_named(tmp_path, monkeypatch):
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    db.write_bytes(b"")
+    # Permission bits do not stop root (CI): stand in for a read-only mount through os.access.
+    monkeypatch.setattr(tracking.os, "access", lambda path, mode: Path(path) != db)
+    with pytest.raises(TrackingError, match=rf"MLflow store sqlite:///{db} is read-only"):
+        tracking.configure(f"sqlite:///{db}", "x")

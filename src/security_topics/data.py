@@ -12,7 +12,7 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,9 @@ class Article:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: str | Path) -> str:
+    """A UTF-8 file's text; other bytes are a DataError naming the file and line."""
+    path = Path(path)
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8-sig")
@@ -112,7 +114,7 @@ def read_sentences(path: str | Path, label_set: LabelSet) -> list[Example]:
 def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
     """Rows may span lines only inside a properly quoted field, and then only a few lines: an
     unclosed quote would otherwise swallow the rest of the file into one row."""
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
     header = next(reader, [])
     for column in ("text", "labels"):
         if column not in header:
@@ -157,21 +159,29 @@ def _read_csv(path: Path, label_set: LabelSet) -> list[Example]:
 
 def _read_jsonl(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, Any]]]:
     rows = []
+    for line, obj in _jsonl_objects(path, required):
+        if isinstance(obj, DataError):
+            raise obj
+        rows.append((line, obj))
+    return rows
+
+
+def _jsonl_objects(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+    """Each line's object, or the DataError that says why the line is not one."""
     # split on "\n" alone: str.splitlines() also breaks on U+2028 and friends inside a JSON string
-    for line, raw in enumerate(_read_text(path).split("\n"), start=1):
+    for line, raw in enumerate(read_text(path).split("\n"), start=1):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as err:
-            raise DataError(path, line, "json", f"invalid JSON: {err.msg} (column {err.colno})") from None
+            yield line, DataError(path, line, "json", f"invalid JSON: {err.msg} (column {err.colno})")
+            continue
         if not isinstance(obj, dict):
-            raise DataError(path, line, "json", "each line must be a JSON object")
-        for key in required:
-            if key not in obj:
-                raise DataError(path, line, key, "missing field")
-        rows.append((line, obj))
-    return rows
+            yield line, DataError(path, line, "json", "each line must be a JSON object")
+            continue
+        missing = [key for key in required if key not in obj]
+        yield line, DataError(path, line, missing[0], "missing field") if missing else obj
 
 
 def _label_list(obj: dict[str, Any], path: Path, line: int) -> list[str]:
@@ -185,30 +195,49 @@ def read_articles(path: str | Path, label_set: LabelSet | None) -> list[Article]
     """Read articles from JSONL, `{id, title, text, labels}` per line; ids must be unique.
 
     With `label_set=None` the articles are unlabelled (to be predicted): only `text` is required,
-    `id` defaults to the line number and `labels` are ignored.
+    `id` defaults to the line number and `labels` are ignored. The first bad line raises.
     """
+    articles = []
+    for item in iter_articles(path, label_set):
+        if isinstance(item, DataError):
+            raise item
+        articles.append(item)
+    return articles
+
+
+def iter_articles(path: str | Path, label_set: LabelSet | None) -> Iterator[Article | DataError]:
+    """The articles of a JSONL file, with each bad line given as its DataError instead of raised:
+    for commands that score every good article and report the bad ones."""
     path = Path(path)
     required = ("text",) if label_set is None else ("id", "text", "labels")
-    articles, seen = [], {}
-    for line, obj in _read_jsonl(path, required=required):
-        article_id = str(obj.get("id", line))
-        if article_id in seen:
-            raise DataError(path, line, "id", f"duplicate id {article_id!r} (first on line {seen[article_id]})")
-        seen[article_id] = line
-        title = obj.get("title") or ""
-        if not isinstance(title, str):
-            raise DataError(path, line, "title", "expected a string")
-        articles.append(
-            Article(
-                id=article_id,
-                title=title.strip(),
-                text=_check_text(obj["text"], path, line, limit=None),
-                labels=() if label_set is None else _check_labels(_label_list(obj, path, line), label_set, path, line),
-                line=line,
-                meta={k: v for k, v in obj.items() if k not in ("id", "title", "text", "labels")},
-            )
-        )
-    return articles
+    seen: dict[str, int] = {}
+    for line, obj in _jsonl_objects(path, required):
+        if isinstance(obj, DataError):
+            yield obj
+            continue
+        try:
+            article = _article(obj, path, line, label_set)
+            if article.id in seen:
+                raise DataError(path, line, "id", f"duplicate id {article.id!r} (first on line {seen[article.id]})")
+        except DataError as err:
+            yield err
+            continue
+        seen[article.id] = line
+        yield article
+
+
+def _article(obj: dict[str, Any], path: Path, line: int, label_set: LabelSet | None) -> Article:
+    title = obj.get("title") or ""
+    if not isinstance(title, str):
+        raise DataError(path, line, "title", "expected a string")
+    return Article(
+        id=str(obj.get("id", line)),
+        title=title.strip(),
+        text=_check_text(obj["text"], path, line, limit=None),
+        labels=() if label_set is None else _check_labels(_label_list(obj, path, line), label_set, path, line),
+        line=line,
+        meta={k: v for k, v in obj.items() if k not in ("id", "title", "text", "labels")},
+    )
 
 
 def write_jsonl(path: str | Path, records: Iterable[Example | Article]) -> None:

@@ -167,6 +167,19 @@ def test_a_resumed_run_continues_in_its_own_folder_and_links_the_run_it_resumes(
     assert tags["resumed_from_checkpoint"] == str(old.resolve())
 
 
+def test_the_same_config_twice_gives_the_same_vocabulary_scores_and_metrics(workspace):
+    """Seeded, deterministic CPU training: the README promises it, so two runs must agree exactly."""
+    common = ("model=tiny", "trainer.max_steps=6", "save_dir=null", "tracking.log_model=false")
+    runs = [train_run(workspace, f"twice-{i}", *common) for i in (1, 2)]
+    vocabularies = [json.loads((r.dir / "model" / "tokenizer.json").read_text())["model"]["vocab"] for r in runs]
+    assert vocabularies[0] == vocabularies[1]
+    metrics = [{k: v for k, v in r.metrics.items() if k != "train_seconds"} for r in runs]
+    assert metrics[0] == metrics[1]
+    texts = [e.text for e in _splits(runs[0].cfg).sentences["test"][:20]]
+    scores = [Predictor.load(r.model_dir).score_sentences(texts) for r in runs]
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
 def test_checkpoints_hold_no_optimizer_state_unless_asked(tiny_run):
     checkpoint = next((tiny_run.dir / "checkpoints").glob("checkpoint-*"))
     assert (checkpoint / "model.safetensors").is_file() and not (checkpoint / "optimizer.pt").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from security_topics import tracking
+from security_topics import distributed, tracking
 from security_topics.aggregation import RULE_KINDS, fit_article_rule
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import fingerprint
@@ -50,11 +51,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {cfg.article_rule!r}")
     settings: TrainerSettings = hydra.utils.instantiate(cfg.trainer)
     recipe = hydra.utils.instantiate(cfg.model)
-    run_dir = Path(cfg.output_dir)
     spec = CorpusSpec.from_mapping(OmegaConf.to_container(cfg.data, resolve=True))
     labels = LabelSet.of(spec.labels)
-    splits = load_splits(spec)
+    if distributed.world_size() > 1:  # under torchrun: rank 0's run folder and splits for all
+        if settings.ddp_backend is None:
+            raise ConfigError("started by torchrun: use trainer=ddp_cpu or trainer=ddp_gpu (trainer.ddp_backend)")
+        distributed.init(settings.ddp_backend)
+    run_dir = Path(distributed.share_from_main(str(Path(cfg.output_dir).resolve())))
+    with distributed.main_first():
+        splits = load_splits(spec)
     sentences, articles = splits.sentences, splits.articles
+    if not distributed.is_main():  # the other ranks train alongside rank 0, and neither write nor log
+        recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir)
+        return {}
 
     experiment_id = tracking.configure(
         tracking.resolve_uri(cfg.tracking.uri, cfg.tracking.local_uri),
@@ -76,6 +85,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id}))
         tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
+        tracking.log_params({"world_size": distributed.world_size()})
         started = time.perf_counter()
         model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
         train_seconds = time.perf_counter() - started
@@ -205,9 +215,15 @@ def _replace_model_dir(target: Path, model_dir: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 @exit_on_project_errors("train")
-def main(cfg: DictConfig) -> float:
-    return train(cfg)[cfg.optimized_metric]
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    finally:
+        distributed.finish()
+    return metrics.get(cfg.optimized_metric) if distributed.is_main() else None
 
 
 if __name__ == "__main__":
+    if not distributed.is_main():  # torchrun's other ranks: no Hydra output folder files, no log file
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled"]
     main()

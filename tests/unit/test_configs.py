@@ -48,6 +48,12 @@ def test_trainer_settings_are_built_as_an_object(tmp_path):
     assert cfg.save_dir == cfg.paths.model_dir and cfg.optimized_metric == "val_macro_f1"
 
 
+@pytest.mark.parametrize(("trainer", "backend", "device"), [("ddp_cpu", "gloo", "cpu"), ("ddp_gpu", "nccl", "cuda")])
+def test_torchrun_trainers_name_their_backend(tmp_path, trainer, backend, device):
+    settings = hydra.utils.instantiate(compose_train(tmp_path, f"trainer={trainer}").trainer)
+    assert (settings.ddp_backend, settings.device) == (backend, device)
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -56,6 +62,8 @@ def test_trainer_settings_are_built_as_an_object(tmp_path):
         ("trainer.warmup_ratio=1.5", r"trainer.warmup_ratio must be in \[0, 1\), got 1.5"),
         ("trainer.deterministic=maybe", "trainer.deterministic: expected true or false, got 'maybe'"),
         ("trainer.precision=fp8", "trainer.precision must be one of fp32, bf16, fp16"),
+        ("trainer.ddp_backend=mpi", "trainer.ddp_backend must be gloo, nccl or null"),
+        ("trainer.sampling=shuffle", "trainer.sampling must be group_by_length or random"),
         ("trainer.resume=/no/such/run/checkpoints", "trainer.resume=/no/such/run/checkpoints: no such folder"),
     ],
 )
@@ -120,3 +128,12 @@ def test_outputs_go_under_experiments_and_the_working_directory_stays(tmp_path, 
     assert hydra_cfg["sweep"]["dir"].startswith("${paths.experiments_dir}")
     assert cfg.tracking.uri is None  # MLFLOW_TRACKING_URI, read at run time, else the local store:
     assert Path(cfg.tracking.local_uri.removeprefix("sqlite:///")).parent == Path(cfg.paths.experiments_dir)
+
+
+def test_a_torchrun_start_without_a_ddp_trainer_stops_before_any_work(tmp_path, monkeypatch):
+    from security_topics.train import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="use trainer=ddp_cpu or trainer=ddp_gpu"):
+        train(compose_train(tmp_path, "model=tfidf"))
+    assert not (tmp_path / "experiments").exists()

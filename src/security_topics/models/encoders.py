@@ -145,10 +145,17 @@ class TinyEncoder:
     """Randomly initialised (seeded) small BERT; its tokenizer is fitted on the training texts."""
 
     def __init__(
-        self, vocab_size: int = 4000, hidden_size: int = 96, layers: int = 2, heads: int = 4, max_positions: int = 256
+        self,
+        vocab_size: int = 4000,
+        hidden_size: int = 96,
+        layers: int = 2,
+        heads: int = 4,
+        max_positions: int = 256,
+        dropout: float = 0.1,
     ) -> None:
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
         self.layers, self.heads, self.max_positions = layers, heads, max_positions
+        self.dropout = float(dropout)
 
     def build(
         self, train_texts: Sequence[str], seed: int, tokenizer: PreTrainedTokenizerFast | None = None
@@ -163,6 +170,8 @@ class TinyEncoder:
             intermediate_size=4 * self.hidden_size,
             max_position_embeddings=self.max_positions,
             pad_token_id=tokenizer.pad_token_id,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
         )
         torch.manual_seed(seed)
         return BertModel(config, add_pooling_layer=False), tokenizer

@@ -38,6 +38,8 @@ class TrainerSettings:
     deterministic: bool = True
     resume: str | None = None
     save_optimizer: bool = False
+    ddp_backend: str | None = None  # under torchrun: gloo (CPU) or nccl (GPU)
+    sampling: str = "group_by_length"  # or random: batches of any length (the same batches at any world size)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -61,8 +63,13 @@ class TrainerSettings:
         _check(self.early_stopping_patience >= 1, "early_stopping_patience", "≥ 1", self.early_stopping_patience)
         _check(self.log_every_steps >= 1, "log_every_steps", "≥ 1", self.log_every_steps)
         _check(self.num_workers >= 0, "num_workers", "≥ 0", self.num_workers)
+        _check(self.sampling in ("group_by_length", "random"), "sampling", "group_by_length or random", self.sampling)
+        if self.ddp_backend not in (None, "gloo", "nccl"):
+            raise ConfigError(f"trainer.ddp_backend must be gloo, nccl or null, got {self.ddp_backend!r}")
         if self.resume is not None and not Path(self.resume).is_dir():
-            raise ConfigError(f"trainer.resume={self.resume}: no such folder (give a run's checkpoints/ or a checkpoint-N)")
+            raise ConfigError(
+                f"trainer.resume={self.resume}: no such folder (give a run's checkpoints/ or a checkpoint-N)"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainerSettings:

@@ -127,7 +127,7 @@ class _MetricsToTracker(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         values = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float)) and k != "total_flos"}
-        if values:
+        if values and state.is_world_process_zero:  # under torchrun, rank 0 alone logs
             self.log_metrics(values, state.global_step)
 
 
@@ -206,7 +206,9 @@ def fine_tune(
         bf16=settings.precision == "bf16",
         fp16=settings.precision == "fp16",
         dataloader_num_workers=settings.num_workers,
-        train_sampling_strategy="group_by_length",
+        ddp_backend=settings.ddp_backend,
+        ddp_find_unused_parameters=False if settings.ddp_backend else None,  # every weight gets a gradient
+        train_sampling_strategy=settings.sampling,
     )
     trainer = Trainer(
         model=model.classifier,

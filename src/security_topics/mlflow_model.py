@@ -49,21 +49,23 @@ class SecurityTopicsModel(PythonModel):
 
 _COMMON = ("mlflow", "safetensors", "scikit-learn", "scipy", "numpy", "pandas", "iterative-stratification")
 _TORCH = ("torch", "transformers", "tokenizers")
+_ONNX = ("onnxruntime", "tokenizers")  # an exported model (`security-topics export`) serves without torch
 
 
 def requirements(model_dir: Path) -> list[str]:
     """Pinned requirements that install elsewhere: no local build tags (`+cpu`), and torch with
-    transformers only for the families that need them (not for a TF-IDF model)."""
-    needs_torch = _needs_torch(model_dir)
-    packages = _COMMON + (_TORCH if needs_torch else ())
-    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in packages]
+    transformers (or ONNX Runtime) only for the families that need them (not for a TF-IDF model)."""
+    families = _families(model_dir)
+    packages = _COMMON + (_TORCH if "transformer" in families else ()) + (_ONNX if "onnx" in families else ())
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in dict.fromkeys(packages)]
 
 
-def _needs_torch(model_dir: Path) -> bool:
+def _families(model_dir: Path) -> set[str]:
+    """The model families in a model directory, an ensemble's members included."""
     card = ModelCard.load(model_dir)
     if card.family == "ensemble":
-        return any(_needs_torch(model_dir / MEMBERS / name) for name in card.settings["members"])
-    return card.family != "tfidf"
+        return set().union(*(_families(model_dir / MEMBERS / name) for name in card.settings["members"]))
+    return {card.family}
 
 
 def log_model(model_dir: Path, registered_name: str | None = None) -> str:

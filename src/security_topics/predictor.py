@@ -10,6 +10,7 @@ result.to_dict()                                       # JSON-serialisable
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,10 +127,24 @@ class Predictor:
         batch_size: int = 64,
         tracking_uri: str | None = None,
         max_evidence: int | None = 3,
+        precision: str = "fp32",
+        num_threads: int | None = None,
     ) -> Predictor:
         """Load a model directory or an MLflow model URI (looked up in `tracking_uri`, else
-        MLFLOW_TRACKING_URI, else experiments/mlflow.db)."""
-        model = load_model(_resolve(path_or_uri, tracking_uri), device=device)
+        MLFLOW_TRACKING_URI, else experiments/mlflow.db).
+
+        `precision`: fp32 (the precision thresholds were tuned in), bf16 (autocast) or auto (bf16 where
+        the CPU or GPU has it natively); torch models only, an exported ONNX model has its own.
+        `num_threads`: torch's process-wide thread count is set only when given; ONNX Runtime sessions
+        use it, or `default_num_threads()` (half the usable CPUs) when None.
+        """
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ConfigError(f"num_threads must be a whole number ≥ 1 or None, got {num_threads!r}")
+        model = load_model(
+            _resolve(path_or_uri, tracking_uri), device=device, precision=precision, num_threads=num_threads
+        )
+        if num_threads is not None and "torch" in sys.modules:  # a torch family was loaded
+            sys.modules["torch"].set_num_threads(num_threads)
         return cls(model, batch_size=batch_size, max_evidence=max_evidence)
 
     def score_sentences(self, sentences: Sequence[str]) -> np.ndarray:

@@ -13,15 +13,22 @@ FAMILIES = {
     "tfidf": "security_topics.models.tfidf:TfidfModel",
     "transformer": "security_topics.models.transformer:TransformerModel",
     "ensemble": "security_topics.models.ensemble:EnsembleModel",
+    "onnx": "security_topics.models.onnx:OnnxModel",  # `security-topics export`; serves without torch
 }
 
 
-def load_model(directory: str | Path, device: str = "auto") -> TopicModel:
-    """Load a saved model directory of any family; its card says which."""
+def load_model(
+    directory: str | Path, device: str = "auto", precision: str = "fp32", num_threads: int | None = None
+) -> TopicModel:
+    """Load a saved model directory of any family; its card says which.
+
+    `precision` (auto, fp32, bf16) applies to torch families; `num_threads` to ONNX Runtime sessions
+    (torch threads are per process: `Predictor.load` sets them).
+    """
     directory = Path(directory)
     card = ModelCard.load(directory)
     if card.family not in FAMILIES:
         raise ModelDirError(f"{directory}: unknown model family {card.family!r}; known: {sorted(FAMILIES)}")
     module, name = FAMILIES[card.family].split(":")
     family = getattr(importlib.import_module(module), name)
-    return family.load(directory, card, device=device)
+    return family.load(directory, card, device=device, precision=precision, num_threads=num_threads)

@@ -47,10 +47,23 @@ class EnsembleModel:
         self.card.save(directory)
 
     @classmethod
-    def load(cls, directory: Path, card: ModelCard, device: str = "auto") -> EnsembleModel:
+    def load(
+        cls,
+        directory: Path,
+        card: ModelCard,
+        device: str = "auto",
+        precision: str = "fp32",
+        num_threads: int | None = None,
+    ) -> EnsembleModel:
         from security_topics.models import load_model
 
         names = card.settings.get("members")
         if not names:
             raise ModelDirError(f"{directory}: the ensemble card lists no members")
-        return cls(card, [load_model(directory / MEMBERS / name, device=device) for name in names])
+        return cls(
+            card,
+            [
+                load_model(directory / MEMBERS / name, device=device, precision=precision, num_threads=num_threads)
+                for name in names
+            ],
+        )

@@ -70,8 +70,16 @@ class TfidfModel:
         self.card.save(directory)
 
     @classmethod
-    def load(cls, directory: Path, card: ModelCard, device: str = "cpu") -> TfidfModel:
-        """`device` is accepted for a uniform interface; TF-IDF always runs on the CPU."""
+    def load(
+        cls,
+        directory: Path,
+        card: ModelCard,
+        device: str = "cpu",
+        precision: str = "fp32",
+        num_threads: int | None = None,
+    ) -> TfidfModel:
+        """`device`, `precision` and `num_threads` are accepted for a uniform interface; TF-IDF
+        always runs on the CPU in float64."""
         try:
             vocab = json.loads((directory / VOCAB).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:

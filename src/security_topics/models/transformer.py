@@ -7,7 +7,8 @@ fitting it is `recipes/transformer.py`'s.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +18,58 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from security_topics.models.card import ModelCard, ModelDirError, Scores
+from security_topics.errors import ConfigError
+from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
 from security_topics.text import normalize
 
 log = logging.getLogger(__name__)
 
 WEIGHTS = "model.safetensors"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively. Emulated bf16 on an older CPU is slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and bool(check()) for check in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` is bf16 where the device has it natively, else fp32."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+@contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Create parameters on the meta device: no memory and no random initialisation for weights that
+    the saved state replaces (`load_state_dict(..., assign=True)`). Buffers stay real: the non-persistent
+    ones (position ids) are not in the saved state."""
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None:
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register  # type: ignore[method-assign]
 
 
 class TopicClassifier(nn.Module):
@@ -87,7 +128,11 @@ class TopicClassifier(nn.Module):
 
 
 class TransformerModel:
-    """A trained classifier with its tokenizer; scores raw texts in length-sorted batches."""
+    """A trained classifier with its tokenizer; scores raw texts in length-sorted batches.
+
+    `precision="bf16"` scores under bf16 autocast (weights stay fp32): about 2x faster on a CPU with
+    native bf16, label sets nearly unchanged (README: Fast CPU scoring).
+    """
 
     def __init__(
         self,
@@ -95,11 +140,13 @@ class TransformerModel:
         classifier: TopicClassifier,
         tokenizer: PreTrainedTokenizerBase,
         device: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         self.card = card
         self.classifier = classifier
         self.tokenizer = tokenizer
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.classifier.to(self.device).eval()
 
     @property
@@ -135,10 +182,13 @@ class TransformerModel:
             return Scores(probs, np.zeros(0, dtype=bool))
         encoded, truncated = self.encode(texts)
         order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
+        bf16 = self.precision == "bf16"
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         for start in range(0, len(texts), batch_size):
             index = order[start : start + batch_size]
             batch = self.tokenizer.pad({k: [v[i] for i in index] for k, v in encoded.items()}, return_tensors="pt")
-            logits = self.classifier(**{k: t.to(self.device) for k, t in batch.items()})["logits"]
+            with autocast:
+                logits = self.classifier(**{k: t.to(self.device) for k, t in batch.items()})["logits"]
             probs[index] = torch.sigmoid(logits.float()).cpu().numpy()
         return Scores(probs, truncated)
 
@@ -151,7 +201,20 @@ class TransformerModel:
         self.card.save(directory)
 
     @classmethod
-    def load(cls, directory: Path, card: ModelCard, device: str = "auto") -> TransformerModel:
+    def load(
+        cls,
+        directory: Path,
+        card: ModelCard,
+        device: str = "auto",
+        precision: str = "fp32",
+        num_threads: int | None = None,
+        attn_implementation: str | None = None,
+    ) -> TransformerModel:
+        """Build the classifier without initialising weights (meta device), then take the saved ones.
+
+        `num_threads` is handled by the caller (torch threads are per process); `attn_implementation`
+        ("eager" for ONNX export) overrides the transformers default.
+        """
         for name in (WEIGHTS, "config.json", "tokenizer.json"):
             if not (directory / name).is_file():
                 raise ModelDirError(f"{directory / name}: missing; the model directory is incomplete")
@@ -160,11 +223,20 @@ class TransformerModel:
             state = load_file(str(directory / WEIGHTS))
         except (OSError, ValueError, SafetensorError) as err:
             raise ModelDirError(f"{directory}: config.json or {WEIGHTS} is damaged ({err})") from None
-        encoder = AutoModel.from_config(config)
-        classifier = TopicClassifier(encoder, len(card.labels), pooling=card.settings["pooling"])
+        head = state.get("head.weight")
+        if head is not None and head.shape[0] != len(card.labels):
+            raise ModelDirError(
+                f"{directory / WEIGHTS}: the head scores {head.shape[0]} topics but the card "
+                f"({CARD_FILE}) lists {len(card.labels)}: the two come from different models"
+            )
+        options = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        with parameters_on_meta():
+            encoder = AutoModel.from_config(config, **options)
+            classifier = TopicClassifier(encoder, len(card.labels), pooling=card.settings["pooling"])
         try:
-            classifier.load_state_dict(state, strict=True)
+            classifier.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as err:
-            raise ModelDirError(f"{directory / WEIGHTS}: does not match config.json and the card ({err})") from None
+            first = str(err).strip().splitlines()[-1].strip()  # torch lists every mismatch on its own line
+            raise ModelDirError(f"{directory / WEIGHTS}: does not match config.json and the card ({first})") from None
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        return cls(card, classifier, tokenizer, device=device)
+        return cls(card, classifier, tokenizer, device=device, precision=precision)

@@ -131,6 +131,27 @@ class _MetricsToTracker(TrainerCallback):
             self.log_metrics(values, state.global_step)
 
 
+class _SmallCheckpointsTrainer(Trainer):
+    """Checkpoints without the frozen weights: they never change, and a resumed run builds them again
+    from the same source (e5's frozen word embeddings are 384 MB of a 629 MB checkpoint). Loading the
+    best epoch or resuming then finds them missing from the checkpoint, as expected: no warning."""
+
+    def _frozen(self) -> set[str]:
+        return {name for name, p in self.model.named_parameters() if not p.requires_grad}
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        frozen = self._frozen()
+        if frozen:
+            state = state_dict if state_dict is not None else self.model.state_dict()
+            state_dict = {k: v for k, v in state.items() if k not in frozen}
+        super()._save(output_dir, state_dict=state_dict)
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        frozen = self._frozen()
+        load_result.missing_keys[:] = [k for k in load_result.missing_keys if k not in frozen]
+        super()._issue_warnings_after_load(load_result)
+
+
 def to_dataset(model: TransformerModel, examples: Sequence[Example], labels: LabelSet) -> Dataset:
     """Tokenised examples as a `datasets.Dataset`, normalised exactly as at prediction time."""
     dataset = Dataset.from_dict(
@@ -210,7 +231,7 @@ def fine_tune(
         ddp_find_unused_parameters=False if settings.ddp_backend else None,  # every weight gets a gradient
         train_sampling_strategy=settings.sampling,
     )
-    trainer = Trainer(
+    trainer = _SmallCheckpointsTrainer(
         model=model.classifier,
         args=args,
         train_dataset=to_dataset(model, train, labels),

@@ -1,0 +1,324 @@
+"""Export a trained model for fast CPU serving: `security-topics export MODEL_DIR OUT_DIR --format onnx`.
+
+The transformer (alone, or as an ensemble member; other members are copied as they are) becomes an
+ONNX graph (encoder, pooling and head; eager attention, exported with `torch.onnx.export`), optionally
+with int8 weights (ONNX Runtime dynamic quantisation). The exported directory is a complete model
+directory of the `onnx` family that `Predictor.load` serves without importing torch. Its card is the
+source's plus provenance (source checksums, opset, quantisation, agreement with the source), and its
+thresholds and article rule are learnt again on the exported model's own validation scores: int8
+moves scores a little, and thresholds tuned on fp32 scores would no longer sit at their best.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import shutil
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from security_topics.aggregation import fit_article_rule
+from security_topics.data import Article, Example, read_articles, read_sentences
+from security_topics.errors import ConfigError, ProjectError
+from security_topics.labels import LabelSet
+from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.models import load_model
+from security_topics.models.card import CARD_FILE, ModelCard, TopicModel
+from security_topics.models.ensemble import MEMBERS
+from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
+from security_topics.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("onnx",)
+QUANTIZATIONS = (None, "int8")
+OPSET = 18
+DEFAULT_VALIDATION = Path("data/processed/security_topics")  # `python -m security_topics.prepare` writes it
+CHECK_SENTENCES = 64  # validation sentences scored by source and export alike, to record how far they differ
+FP32_TOLERANCE = 1e-3  # an fp32 graph further than this from torch is an export bug, not rounding
+FALLBACK_CHECK = (
+    "أعلنت السلطات ضبط شحنة مخدرات في الميناء.",
+    "هجوم إلكتروني يعطل أنظمة المطار لساعات.",
+    "فاز الفريق في المباراة وسط إجراءات أمنية مشددة.",
+)
+
+
+@dataclass
+class ExportReport:
+    """What an export did: where, the exported members, and the re-tuned thresholds' validation scores."""
+
+    out_dir: Path
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+
+
+def export_model(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    fmt: str = "onnx",
+    quantize: str | None = None,
+    per_channel: bool = False,
+    validation: str | Path | None = DEFAULT_VALIDATION,
+    retune: bool = True,
+    num_threads: int | None = None,
+) -> ExportReport:
+    """Export `model_dir` (a transformer or an ensemble holding one) to `out_dir`; see the module doc.
+
+    `validation`: a prepared-splits directory (its `validation.jsonl` and, if there,
+    `articles_validation.jsonl`) or one labelled sentence file (.csv/.jsonl); with `retune=False` it
+    is only used to measure agreement and the source thresholds are kept.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format must be one of {FORMATS}, got {fmt!r}")
+    if quantize not in QUANTIZATIONS:
+        raise ConfigError(f"quantize must be one of {QUANTIZATIONS[1:]} or none, got {quantize!r}")
+    if per_channel and not quantize:
+        raise ConfigError("per_channel applies to a quantised export: add quantize=int8")
+    card = ModelCard.load(model_dir)
+    _check_exportable(model_dir, card)
+    if out_dir.resolve() == model_dir.resolve():
+        raise ConfigError(f"{out_dir}: the export must go to another directory than the model")
+    if out_dir.exists() and not (out_dir / CARD_FILE).is_file() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} holds files that are not a saved model: choose another output directory")
+    labels = LabelSet.of(card.labels)
+    sentences, articles = load_validation(validation, labels) if (retune or validation) else ([], [])
+    if retune and not sentences:
+        raise ConfigError(f"no validation sentences in {validation}: give some, or keep the source thresholds")
+    check_texts = [e.text for e in sentences[:CHECK_SENTENCES]] or list(FALLBACK_CHECK)
+
+    staging = out_dir.parent / f".{out_dir.name}.exporting"
+    shutil.rmtree(staging, ignore_errors=True)
+    report = ExportReport(out_dir)
+    try:
+        provenance = {
+            "format": fmt,
+            "opset": OPSET,
+            "quantization": _quantization_name(quantize, per_channel),
+            "source": str(model_dir),
+            "source_sha256": tree_digest(model_dir),
+            "torch": metadata.version("torch").split("+")[0],
+            "onnxruntime": metadata.version("onnxruntime"),
+        }
+        if card.family == "transformer":
+            report.members["."] = _export_transformer(model_dir, staging, quantize, per_channel, check_texts)
+            exported = ModelCard.load(staging)
+        else:
+            for name in card.settings["members"]:
+                source, target = model_dir / MEMBERS / name, staging / MEMBERS / name
+                if ModelCard.load(source).family == "transformer":
+                    report.members[name] = _export_transformer(source, target, quantize, per_channel, check_texts)
+                else:
+                    shutil.copytree(source, target)
+            exported = copy.deepcopy(card)
+        exported.settings["export"] = provenance
+        exported.save(staging)
+        if sentences:
+            model = load_model(staging, device="cpu", num_threads=num_threads)
+            report.validation = retune_card(model, sentences, articles, retune)
+            exported.settings["export"]["validation"] = report.validation
+            model.card.settings["export"] = exported.settings["export"]
+            model.card.save(staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _check_exportable(model_dir: Path, card: ModelCard) -> None:
+    if card.family == "onnx":
+        raise ConfigError(f"{model_dir} is already an exported ONNX model; export its source model instead")
+    if card.family == "tfidf":
+        raise ConfigError(f"{model_dir} is a TF-IDF model: it needs no torch and has nothing to export")
+    if card.family == "ensemble":
+        members = card.settings.get("members") or []
+        families = [ModelCard.load(model_dir / MEMBERS / name).family for name in members]
+        if "transformer" not in families:
+            raise ConfigError(f"{model_dir}: no transformer among the ensemble members {members} ({families})")
+    elif card.family != "transformer":
+        raise ConfigError(f"{model_dir}: a {card.family!r} model can not be exported (transformer or ensemble)")
+
+
+def _quantization_name(quantize: str | None, per_channel: bool) -> str | None:
+    if not quantize:
+        return None
+    return f"{quantize}-dynamic{'-per-channel' if per_channel else ''}"
+
+
+def load_validation(path: str | Path | None, labels: LabelSet) -> tuple[list[Example], list[Article]]:
+    """Labelled validation sentences (and articles, from a prepared-splits directory)."""
+    if path is None:
+        return [], []
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "validation.jsonl").is_file():
+            raise ConfigError(
+                f"{path}: no validation.jsonl (prepare the splits with `python -m security_topics.prepare`, "
+                "point the export at a labelled sentence file, or keep the source thresholds)"
+            )
+        articles_file = path / "articles_validation.jsonl"
+        articles = read_articles(articles_file, labels) if articles_file.is_file() else []
+        return read_sentences(path / "validation.jsonl", labels), articles
+    if not path.is_file():
+        raise FileNotFoundError(f"validation data {path}: no such file or directory")
+    return read_sentences(path, labels), []
+
+
+def tree_digest(directory: Path) -> str:
+    """SHA-256 over every file's relative path and content: which source an export came from."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def retune_card(
+    model: TopicModel, sentences: Sequence[Example], articles: Sequence[Article], retune: bool = True
+) -> dict[str, Any]:
+    """Learn the sentence thresholds and the article rule (same kind as before) again on `model`'s own
+    validation scores and write them into its card; return validation metrics before and after."""
+    card = model.card
+    labels = LabelSet.of(card.labels)
+    y = labels.encode_many([e.labels for e in sentences])
+    probs = model.score([e.text for e in sentences]).probs
+    before = compute_metrics(y, probs >= np.asarray(card.thresholds), labels.names)["macro_f1"]
+    result: dict[str, Any] = {
+        "sentences": len(sentences),
+        "articles": len(articles),
+        "source_thresholds": list(card.thresholds),
+        "val_macro_f1_source_thresholds": before,
+    }
+    if not retune:
+        return result
+    card.thresholds = tune_thresholds(y, probs).tolist()
+    result["val_macro_f1"] = compute_metrics(y, probs >= np.asarray(card.thresholds), labels.names)["macro_f1"]
+    kind = card.article_rule.get("kind")
+    if kind and articles:
+        predictor = Predictor(model)
+        scored = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+        features = [predictor.article_features(r.sentences) for r in scored]
+        rule, cv = fit_article_rule(features, labels.encode_many([a.labels for a in articles]), kinds=(kind,))
+        result["source_article_rule"] = card.article_rule
+        card.article_rule = rule.to_dict()
+        result.update(cv)
+    elif kind:
+        log.warning("no validation articles: the article rule is the source's, learnt on its own scores")
+    return result
+
+
+class _Logits:
+    """The classifier as a graph from token ids and mask to logits (built lazily: imports torch)."""
+
+    @staticmethod
+    def wrap(classifier: Any) -> Any:
+        import torch
+
+        class Logits(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.classifier = classifier
+
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+                return self.classifier(input_ids=input_ids, attention_mask=attention_mask)["logits"]
+
+        return Logits().eval()
+
+
+def _export_transformer(
+    source: Path, target: Path, quantize: str | None, per_channel: bool, check_texts: Sequence[str]
+) -> dict[str, Any]:
+    """Write `target` as the `onnx` family from the transformer in `source`; measure how close it scores."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from security_topics.models.transformer import TransformerModel
+
+    card = ModelCard.load(source)
+    model = TransformerModel.load(source, card, device="cpu", attn_implementation="eager")
+    target.mkdir(parents=True, exist_ok=True)
+    fp32_path = target / (GRAPH if not quantize else "model.fp32.onnx")
+    # Two distinct tensors, one row padded: an all-ones mask (or one tensor for both) lets tracing
+    # specialise the attention mask away, and the graph would ignore padding.
+    input_ids = torch.full((2, 8), int(model.tokenizer.unk_token_id or 1), dtype=torch.long)
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3], dtype=torch.long)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence", max=model.max_length)
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed"
+    registry_level = registry.level
+    registry.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # torch's exporter's own internals
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
+            torch.onnx.export(
+                _Logits.wrap(model.classifier),
+                (input_ids, mask),
+                str(fp32_path),
+                input_names=list(INPUTS),
+                output_names=[OUTPUT],
+                dynamic_shapes=({0: batch, 1: length}, {0: batch, 1: length}),
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as err:  # the exporter's errors are many and internal; name the model and the cause
+        raise ProjectError(f"{source}: ONNX export failed ({type(err).__name__}: {err})") from err
+    finally:
+        registry.setLevel(registry_level)
+    shutil.copy2(source / TOKENIZER, target / TOKENIZER)
+    exported = ModelCard(
+        family="onnx",
+        labels=list(card.labels),
+        thresholds=list(card.thresholds),
+        normalization=dict(card.normalization),
+        settings={**card.settings, "pad_token_id": int(model.tokenizer.pad_token_id or 0)},
+        article_rule=dict(card.article_rule),
+    )
+    reference = model.score(check_texts).probs
+    fp32_graph = OnnxModel(exported, open_session(fp32_path), Tokenizer.from_file(str(target / TOKENIZER)), target)
+    fp32_diff = _max_diff(fp32_graph, check_texts, reference)
+    if fp32_diff > FP32_TOLERANCE:
+        raise ProjectError(f"{source}: the fp32 ONNX graph differs from torch by {fp32_diff:.2e} (> {FP32_TOLERANCE})")
+    info: dict[str, Any] = {"fp32_max_abs_diff": fp32_diff, "check_sentences": len(check_texts)}
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        advice = _DropMessage("consider to run pre-processing before quantization")  # no gain measured here
+        logging.getLogger().addFilter(advice)
+        try:
+            quantize_dynamic(fp32_path, target / GRAPH, per_channel=per_channel, weight_type=QuantType.QInt8)
+        finally:
+            logging.getLogger().removeFilter(advice)
+        fp32_path.unlink()
+        exported.save(target)
+        info["max_abs_diff"] = _max_diff(load_model(target, num_threads=None), check_texts, reference)
+    info["graph_mb"] = round((target / GRAPH).stat().st_size / 2**20, 1)
+    exported.settings["export_check"] = info
+    exported.save(target)
+    log.info("exported %s to %s: %s", source, target, info)
+    return info
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def _max_diff(model: TopicModel, texts: Sequence[str], reference: np.ndarray) -> float:
+    return float(np.abs(model.score(list(texts)).probs - reference).max())

@@ -1,0 +1,64 @@
+"""A damaged model directory ends `predict` with one line naming the file and what is wrong."""
+
+import json
+import shutil
+
+import pytest
+
+from security_topics.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _drop_labels(card_path):
+    card = json.loads(card_path.read_text())
+    card["labels"], card["thresholds"] = card["labels"][:3], card["thresholds"][:3]
+    card_path.write_text(json.dumps(card))
+
+
+CASES = {
+    "truncated card": (
+        "tfidf_run",
+        lambda d: _truncate(d / "security_topics.json"),
+        r"security_topics.json: not valid JSON",
+    ),
+    "truncated tfidf weights": (
+        "tfidf_run",
+        lambda d: _truncate(d / "tfidf.safetensors"),
+        r"tfidf.safetensors: missing or damaged",
+    ),
+    "tfidf card disagrees": (
+        "tfidf_run",
+        lambda d: _drop_labels(d / "security_topics.json"),
+        r"tfidf.safetensors: .*do not match the card",
+    ),
+    "truncated transformer weights": (
+        "tiny_run",
+        lambda d: _truncate(d / "model.safetensors", 0.001),
+        r"model.safetensors is damaged",
+    ),
+    "missing tokenizer": ("tiny_run", lambda d: (d / "tokenizer.json").unlink(), r"tokenizer.json: missing"),
+    "transformer card disagrees": (
+        "tiny_run",
+        lambda d: _drop_labels(d / "security_topics.json"),
+        r"model.safetensors: the head scores 5 topics but the card .* lists 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_damaged_model_directory_is_named_in_one_line(case, request, tmp_path, capsys):
+    fixture, damage, message = CASES[case]
+    model = tmp_path / "model"
+    shutil.copytree(request.getfixturevalue(fixture).model_dir, model)
+    damage(model)
+    article = tmp_path / "a.txt"
+    article.write_text("أعلنت الشرطة ضبط شحنة كبتاجون في ميناء جدة.", encoding="utf-8")
+    with pytest.raises(SystemExit, match=message) as stopped:
+        main(["predict", str(article), "--model", str(model)])
+    assert "\n" not in str(stopped.value.code)

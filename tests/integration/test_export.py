@@ -1,0 +1,115 @@
+"""Fast backends on a trained tiny transformer: ONNX fp32 equals torch, int8 and bf16 keep the label
+sets, thresholds are re-tuned on the export's own scores, and an export serves without torch."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel
+
+from security_topics import Predictor
+from security_topics.data import read_sentences
+from security_topics.export import export_model
+from security_topics.labels import LabelSet
+from security_topics.models import load_model
+from security_topics.models.card import ModelCard
+from security_topics.models.transformer import TopicClassifier
+
+pytestmark = pytest.mark.slow
+
+ARTICLE = (
+    "أعلنت المديرية العامة لمكافحة المخدرات ضبط 3.5 مليون قرص كبتاجون مخبأة في شحنة فواكه. "
+    "وقال المتحدث إن المهربين حاولوا إدخال الشحنة عبر منفذ الحديثة."
+)
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("exports")
+    validation = Path(tiny_run.cfg.data.processed_dir)
+    for name, quantize in (("fp32", None), ("int8", "int8")):
+        export_model(tiny_run.model_dir, root / name, quantize=quantize, validation=validation, num_threads=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sample(tiny_run):
+    """A fixed sample: every sentence of the fixture corpus (train, validation and test)."""
+    processed = Path(tiny_run.cfg.data.processed_dir)
+    labels = LabelSet.of(ModelCard.load(Path(tiny_run.model_dir)).labels)
+    return [
+        e.text
+        for split in ("train", "validation", "test")
+        for e in read_sentences(processed / f"{split}.jsonl", labels)
+    ]
+
+
+def test_fp32_onnx_scores_equal_torch(tiny_run, exports, sample):
+    torch_scores = load_model(tiny_run.model_dir, device="cpu").score(sample)
+    onnx_scores = load_model(exports / "fp32").score(sample)
+    assert np.abs(onnx_scores.probs - torch_scores.probs).max() < 1e-4
+    assert (onnx_scores.truncated == torch_scores.truncated).all()
+
+
+def test_fp32_export_retuned_on_the_same_validation_keeps_the_source_decisions(tiny_run, exports):
+    source, exported = ModelCard.load(Path(tiny_run.model_dir)), ModelCard.load(exports / "fp32")
+    assert exported.family == "onnx"
+    assert exported.thresholds == source.thresholds
+    assert exported.article_rule["kind"] == source.article_rule["kind"]
+    assert np.allclose(exported.article_rule["thresholds"], source.article_rule["thresholds"])
+    provenance = exported.settings["export"]
+    assert provenance["quantization"] is None and provenance["opset"] >= 17 and len(provenance["source_sha256"]) == 64
+    assert provenance["validation"]["sentences"] > 0
+
+
+@pytest.mark.parametrize("backend", ["int8", "bf16"])
+def test_int8_and_bf16_label_sets_agree_with_fp32(tiny_run, exports, sample, backend):
+    fp32 = load_model(tiny_run.model_dir, device="cpu")
+    other = load_model(exports / "int8") if backend == "int8" else load_model(tiny_run.model_dir, "cpu", "bf16")
+    thresholds = np.asarray(fp32.card.thresholds)  # the same thresholds: this measures the scores alone
+    p32, p = fp32.score(sample).probs, other.score(sample).probs
+    agree = np.mean(np.all((p32 >= thresholds) == (p >= thresholds), axis=1))
+    assert agree >= 0.99, f"{backend}: label sets agree on {agree:.3f}, max |Δp| {np.abs(p - p32).max():.4f}"
+    assert ModelCard.load(exports / "int8").settings["export"]["quantization"] == "int8-dynamic"
+
+
+def test_meta_device_loading_gives_the_same_scores_as_a_full_build(tiny_run):
+    model = load_model(tiny_run.model_dir, device="cpu")
+    directory = Path(tiny_run.model_dir)
+    built = TopicClassifier(AutoModel.from_config(AutoConfig.from_pretrained(directory)), len(model.card.labels))
+    built.load_state_dict(load_file(str(directory / "model.safetensors")))
+    texts = ["تفكيك خلية إرهابية في بغداد", "هجوم فدية على شبكة المستشفى", "فاز الفريق بالمباراة"]
+    probs = model.score(texts).probs
+    model.classifier = built.eval()
+    assert np.array_equal(model.score(texts).probs, probs)
+    assert not any(p.is_meta for p in model.classifier.parameters())
+
+
+def test_an_export_serves_where_torch_can_not_be_imported(exports, tmp_path):
+    for blocked in ("torch", "transformers"):  # first on the path: `import torch` raises ImportError
+        (tmp_path / blocked).mkdir()
+        (tmp_path / blocked / "__init__.py").write_text(f"raise ImportError('{blocked} is blocked in this test')\n")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from security_topics import Predictor
+        result = Predictor.load({str(exports / "int8")!r}, num_threads=1).predict_article({ARTICLE!r})
+        assert "torch" not in sys.modules and "transformers" not in sys.modules
+        print(json.dumps({{"labels": list(result.labels), "scores": result.scores}}))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    here = Predictor.load(exports / "int8").predict_article(ARTICLE)
+    assert served["labels"] == list(here.labels)
+    assert np.allclose([served["scores"][n] for n in here.scores], list(here.scores.values()), atol=1e-6)
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
+    assert "torch is blocked" in blocked.stderr

@@ -1,0 +1,76 @@
+"""Export and backend options that need no trained model: clear one-line errors, precision choice."""
+
+import pytest
+
+from security_topics.cli import main
+from security_topics.errors import ConfigError
+from security_topics.models.card import CARD_FILE, ModelCard
+from security_topics.models.runtime import default_num_threads
+
+
+def test_export_of_a_directory_without_a_model_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path / "nowhere"), str(tmp_path / "out")])
+    message = str(exit_info.value.code)
+    assert message.startswith("security-topics export: ") and "\n" not in message
+    assert CARD_FILE in message and "nowhere" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_of_a_tfidf_model_says_there_is_nothing_to_export(tmp_path):
+    ModelCard("tfidf", ["a"], [0.5], {}).save(tmp_path / "m")
+    with pytest.raises(SystemExit, match="TF-IDF model: it needs no torch and has nothing to export"):
+        main(["export", str(tmp_path / "m"), str(tmp_path / "out"), "--no-retune"])
+
+
+def test_export_never_overwrites_a_folder_that_is_not_a_model(tmp_path):
+    ModelCard("transformer", ["a"], [0.5], {}, settings={"pooling": "mean"}).save(tmp_path / "m")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not a saved model"):
+        main(["export", str(tmp_path / "m"), str(tmp_path / "out"), "--no-retune"])
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_per_channel_needs_int8(tmp_path):
+    from security_topics.export import export_model
+
+    with pytest.raises(ConfigError, match="quantize=int8"):
+        export_model(tmp_path, tmp_path / "out", per_channel=True)
+
+
+def test_predict_rejects_a_bad_thread_count(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "-", "--num-threads", "0"])
+    assert "whole number ≥ 1" in capsys.readouterr().err
+
+
+def test_precision_auto_is_bf16_only_where_it_is_native(monkeypatch):
+    import torch
+
+    from security_topics.models import transformer
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(transformer, "native_bf16", lambda device: False)
+    assert transformer.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(transformer, "native_bf16", lambda device: True)
+    assert transformer.resolve_precision("auto", cpu) == "bf16"
+    assert transformer.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        transformer.resolve_precision("fp16", cpu)
+
+
+def test_default_threads_leave_half_the_host():
+    import os
+
+    assert 1 <= default_num_threads() <= max(1, len(os.sched_getaffinity(0)))
+
+
+def test_an_exported_ensemble_asks_mlflow_for_onnxruntime_not_torch(tmp_path):
+    from security_topics.mlflow_model import requirements
+
+    ModelCard("tfidf", ["a"], [0.5], {}).save(tmp_path / "members" / "tfidf")
+    ModelCard("onnx", ["a"], [0.5], {}).save(tmp_path / "members" / "e5")
+    ModelCard("ensemble", ["a"], [0.5], {}, settings={"members": ["e5", "tfidf"], "weights": [0.5, 0.5]}).save(tmp_path)
+    names = {line.split("==")[0] for line in requirements(tmp_path)}
+    assert {"onnxruntime", "tokenizers"} <= names and not {"torch", "transformers"} & names

@@ -79,3 +79,19 @@ class FakeModel:
 
     def save(self, directory: Path) -> None:
         self.card.save(directory)
+
+
+TOPICS = ("counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security")
+
+
+def fit_tfidf(directory: Path) -> Path:
+    """A TF-IDF model fitted on the fixture sentences and saved, without the training pipeline
+    (no MLflow, no Hydra): a real model in about a second, for tests of what uses a model."""
+    from security_topics.data import read_sentences
+    from security_topics.labels import LabelSet
+    from security_topics.recipes.tfidf import TfidfRecipe
+
+    labels = LabelSet.of(TOPICS)
+    model = TfidfRecipe(max_features=5000).fit(read_sentences(FIXTURES / "sentences.csv", labels), [], labels)
+    model.save(directory)
+    return directory

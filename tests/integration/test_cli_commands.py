@@ -109,3 +109,20 @@ def test_predict_with_a_tfidf_model_never_imports_torch_transformers_or_mlflow(t
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_bad_records_cost_only_themselves(tfidf_run, tmp_path, capsys):
+    path = tmp_path / "mixed.jsonl"
+    lines = [
+        json.dumps({"id": "a", "text": ARTICLE}, ensure_ascii=False),
+        '{"id": "b", "text": ',  # cut off mid-record
+        json.dumps({"id": "c", "text": 42}),
+        json.dumps({"id": "d", "text": ARTICLE}, ensure_ascii=False),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(SystemExit, match="2 of 4 records were not labelled"):
+        main(["predict", str(path), "--model", tfidf_run.model_dir, "--output", str(out)])
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "d"]
+    err = capsys.readouterr().err
+    assert f"{path}:2: field 'json': invalid JSON" in err and f"{path}:3: field 'text'" in err

@@ -7,11 +7,52 @@ from security_topics.cli import main
 ARTICLE = "أعلنت الشرطة ضبط شحنة كبتاجون في ميناء جدة. وقال المتحدث إن التحقيقات مستمرة."
 
 
-def test_bad_jsonl_names_the_line(tmp_path):
+def test_a_bad_jsonl_line_is_reported_with_file_line_and_field(tmp_path, capsys):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "نص"}\n{"title": "x"}\n')
-    with pytest.raises(SystemExit, match=r"bad.jsonl:2: field 'text'"):
+    with pytest.raises(SystemExit):
         main(["predict", str(path), "--model", str(tmp_path)])
+    assert f"skipped {path}:2: field 'text': missing field" in capsys.readouterr().err
+
+
+def test_a_non_utf8_file_is_named(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("خبر\n".encode() + "café".encode("latin-1"))
+    with pytest.raises(SystemExit, match=r"latin1.txt:2: field 'encoding': bytes are not UTF-8"):
+        main(["predict", str(path), "--model", str(tmp_path)])
+
+
+def test_an_unwritable_output_fails_before_the_model_is_loaded(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text(ARTICLE)
+    # the model does not exist either: the output's error comes first, so no model was loaded
+    with pytest.raises(SystemExit, match=r"--output .*/no/such/dir/out.jsonl: cannot write there"):
+        main(
+            [
+                "predict",
+                str(path),
+                "--model",
+                str(tmp_path / "nowhere"),
+                "--output",
+                str(tmp_path / "no/such/dir/out.jsonl"),
+            ]
+        )
+    with pytest.raises(SystemExit, match="is a folder"):
+        main(["predict", str(path), "--model", str(tmp_path / "nowhere"), "--output", str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("--device", "gpu7", "expected auto, cpu, cuda"), ("--batch-size", "0", "whole number ≥ 1")],
+)
+def test_bad_device_and_batch_size_are_refused_by_name(tmp_path, capsys, flag, value, message):
+    path = tmp_path / "a.txt"
+    path.write_text(ARTICLE)
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", str(path), flag, value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and message in err
 
 
 def test_missing_model_directory_says_what_to_do(tmp_path):

@@ -81,7 +81,7 @@ class ArticleResult:
         return {"labels": list(self.labels), **asdict(self)}
 
 
-def _resolve(path_or_uri: str | Path, tracking_uri: str | None) -> Path:
+def resolve_model_dir(path_or_uri: str | Path, tracking_uri: str | None = None) -> Path:
     """A local model directory, or one fetched from an MLflow `runs:/` or `models:/` URI."""
     text = str(path_or_uri)
     if "://" not in text and not text.startswith(("runs:/", "models:/")):
@@ -141,7 +141,7 @@ class Predictor:
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number ≥ 1 or None, got {num_threads!r}")
         model = load_model(
-            _resolve(path_or_uri, tracking_uri), device=device, precision=precision, num_threads=num_threads
+            resolve_model_dir(path_or_uri, tracking_uri), device=device, precision=precision, num_threads=num_threads
         )
         if num_threads is not None and "torch" in sys.modules:  # a torch family was loaded
             sys.modules["torch"].set_num_threads(num_threads)

@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from security_topics.errors import ConfigError, DataError, ModelDirError
-from security_topics.models.card import CARD_FILE, ModelCard
+from security_topics.errors import ConfigError, DataError
+from security_topics.models.card import ModelCard
 
 if TYPE_CHECKING:  # the predictor (and scikit-learn) loads only where articles are scored
     from security_topics.predictor import ArticleResult, Predictor
@@ -224,20 +224,6 @@ def read_input(path: str | Path) -> Iterator[InputRow | BadRow]:
 # --- the model -----------------------------------------------------------------------------
 
 
-def resolve_model_dir(path_or_uri: str | Path, tracking_uri: str | None = None) -> Path:
-    """The local model directory behind a path or an MLflow `runs:/`/`models:/` URI (downloaded
-    once here, so that the checksum is of the files that score)."""
-    text = str(path_or_uri)
-    if "://" not in text and not text.startswith(("runs:/", "models:/")):
-        return Path(text)
-    from security_topics.tracking import download_artifacts
-
-    root = download_artifacts(text, tracking_uri)
-    for card in sorted(root.rglob(CARD_FILE)):
-        return card.parent
-    raise ModelDirError(f"{text} holds no security-topics model directory (looked under {root})")
-
-
 def model_checksum(directory: Path) -> str:
     """A content hash of every file in a model directory: which exact model scored a row."""
     digest = hashlib.sha256()
@@ -251,6 +237,8 @@ def model_checksum(directory: Path) -> str:
 
 def describe_model(path_or_uri: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
     """The model's local directory and the `model` value of every row it scores."""
+    from security_topics.predictor import resolve_model_dir  # a local directory, or fetched from MLflow
+
     directory = resolve_model_dir(path_or_uri, tracking_uri)
     card = ModelCard.load(directory)
     name = str(card.settings.get("name", card.family))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -37,16 +38,19 @@ def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[Pr
     return [{"id": Path(source).stem, "text": read_text(source)}], []
 
 
-def _open_output(path: str | None) -> Any:
-    """The output stream, opened now: a path that cannot be written fails before a model loads."""
+def _check_output(path: str | None) -> None:
+    """Fail before a model loads when `--output` cannot be written, without emptying a file
+    that is there (it is replaced only once the model has loaded)."""
     if not path:
-        return nullcontext(sys.stdout)
-    if Path(path).is_dir():
+        return
+    target = Path(path)
+    if target.is_dir():
         raise ConfigError(f"--output {path} is a folder: give a file name")
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"--output {path}: cannot write there ({err.strerror})") from None
+    folder = target.parent
+    if not folder.is_dir():
+        raise ConfigError(f"--output {path}: cannot write there (no folder {folder})")
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise ConfigError(f"--output {path}: cannot write there (permission denied)")
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -56,17 +60,18 @@ def predict(args: argparse.Namespace) -> None:
     articles, bad = _read_articles(args.file, args.format)  # an unreadable file fails before a model loads
     for err in bad:
         print(f"security-topics predict: skipped {err}", file=sys.stderr)
-    failed = []
-    with _open_output(args.output) as out:
-        predictor = Predictor.load(
-            args.model,
-            device=args.device,
-            batch_size=args.batch_size,
-            tracking_uri=args.tracking_uri,
-            max_evidence=args.max_evidence,
-            precision=args.precision,
-            num_threads=args.num_threads or default_num_threads(),
-        )
+    _check_output(args.output)
+    predictor = Predictor.load(
+        args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        tracking_uri=args.tracking_uri,
+        max_evidence=args.max_evidence,
+        precision=args.precision,
+        num_threads=args.num_threads or default_num_threads(),
+    )
+    failed: list[str] = []
+    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
         for start in range(0, len(articles), PREDICT_CHUNK):
             chunk = articles[start : start + PREDICT_CHUNK]
             for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed)):

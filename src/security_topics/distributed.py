@@ -32,6 +32,10 @@ def init(backend: str) -> None:
     import torch.distributed as dist
 
     if not dist.is_initialized():
+        if backend == "nccl":  # one GPU per process: collectives use the current device
+            import torch
+
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend)
 
 

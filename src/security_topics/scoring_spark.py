@@ -233,6 +233,8 @@ def score_spark(
             f"{output} already exists: the spark engine writes a new OUTPUT folder "
             "(choose another, remove it, or resume it with --engine local)"
         )
+    if output.is_dir():
+        output.rmdir()  # an empty folder: Spark refuses any existing path, after all the work
     directory, info = describe_model(model, tracking_uri)
     # local masters share this machine's files: executors load the resolved directory; a cluster's
     # executors fetch the model themselves (a shared path, or an MLflow URI reachable from them)

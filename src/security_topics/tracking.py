@@ -79,10 +79,15 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
     try:
         with urllib.request.urlopen(probe, timeout=timeout) as response:
-            body = response.read(1 << 16)
+            body = response.read()
     except urllib.error.HTTPError as err:
         if err.code in (401, 403):
             return  # it is there and wants credentials: MLflow sends them (MLFLOW_TRACKING_TOKEN …)
+        if err.code >= 500:
+            raise TrackingError(
+                f"MLflow tracking server {uri} answered with HTTP {err.code} (a server or proxy error): "
+                "check the server's log and its backend store"
+            ) from None
         raise TrackingError(
             f"{uri} answers (HTTP {err.code} for MLflow's REST API) but is not an MLflow tracking server; "
             "check the address and port in tracking.uri or MLFLOW_TRACKING_URI"
@@ -153,7 +158,10 @@ def start_run(run_name: str, tags: dict[str, str], parent_run_id: str | None = N
     if parent_run_id:
         tags["mlflow.parentRunId"] = parent_run_id
     with _sigterm_unwinds(), mlflow.start_run(run_name=run_name, tags=tags) as run:
-        close_dead_runs(run.info.experiment_id)
+        try:
+            close_dead_runs(run.info.experiment_id)
+        except MlflowException as err:  # housekeeping must never fail the run it starts
+            log.warning("could not look for runs left RUNNING by dead processes: %s", err)
         try:
             yield run
         except (KeyboardInterrupt, Terminated):

@@ -30,6 +30,7 @@ def test_spark_local2_gives_the_predictors_labels_and_the_local_engines_rows(tmp
     parquet = [*articles[30:], {**articles[3], "text": "مكرر"}]  # a duplicate id, in the second file
     pq.write_table(pa.Table.from_pylist(parquet), tmp_path / "in" / "b.parquet", row_group_size=8)
 
+    (tmp_path / "spark.parquet").mkdir()  # an empty OUTPUT folder is taken, as Spark itself would not
     summary = score_spark(model, tmp_path / "in", tmp_path / "spark.parquet", master="local[2]", batch_size=8)
     score_local(model, tmp_path / "in", tmp_path / "local.parquet", batch_size=8)
 

@@ -37,6 +37,11 @@ def test_an_unwritable_output_fails_before_the_model_is_loaded(tmp_path):
                 str(tmp_path / "no/such/dir/out.jsonl"),
             ]
         )
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"id": "earlier"}\n')
+    with pytest.raises(SystemExit, match="no such model|python -m security_topics.train"):
+        main(["predict", str(path), "--model", str(tmp_path / "nowhere"), "--output", str(results)])
+    assert results.read_text() == '{"id": "earlier"}\n'  # a failed load leaves earlier results alone
     with pytest.raises(SystemExit, match="is a folder"):
         main(["predict", str(path), "--model", str(tmp_path / "nowhere"), "--output", str(tmp_path)])
 

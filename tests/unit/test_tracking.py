@@ -74,7 +74,7 @@ def web_page():
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            code = 404 if "missing" in self.server.mode else 200
+            code = {"missing": 404, "down": 503}.get(self.server.mode, 200)
             self.send_response(code)
             self.send_header("Content-Type", "text/html")
             self.end_headers()
@@ -90,7 +90,10 @@ def web_page():
     server.shutdown()
 
 
-@pytest.mark.parametrize(("mode", "message"), [("page", "not with MLflow's JSON"), ("missing", "HTTP 404")])
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("page", "not with MLflow's JSON"), ("missing", "HTTP 404"), ("down", "answered with HTTP 503 .*server's log")],
+)
 def test_a_server_that_answers_but_is_not_mlflow_is_named_without_its_html(web_page, mode, message):
     web_page.mode = mode
     uri = f"http://127.0.0.1:{web_page.server_address[1]}"

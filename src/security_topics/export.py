@@ -12,7 +12,6 @@ moves scores a little, and thresholds tuned on fp32 scores would no longer sit a
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import shutil
 import warnings
@@ -30,7 +29,7 @@ from security_topics.errors import ConfigError, ProjectError
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, tune_thresholds
 from security_topics.models import load_model
-from security_topics.models.card import CARD_FILE, ModelCard, TopicModel
+from security_topics.models.card import CARD_FILE, ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
 from security_topics.predictor import Predictor
@@ -103,7 +102,7 @@ def export_model(
             "opset": OPSET,
             "quantization": _quantization_name(quantize, per_channel),
             "source": str(model_dir),
-            "source_sha256": tree_digest(model_dir),
+            "source_sha256": directory_digest(model_dir),
             "torch": metadata.version("torch").split("+")[0],
             "onnxruntime": metadata.version("onnxruntime"),
         }
@@ -171,17 +170,6 @@ def load_validation(path: str | Path | None, labels: LabelSet) -> tuple[list[Exa
     if not path.is_file():
         raise FileNotFoundError(f"validation data {path}: no such file or directory")
     return read_sentences(path, labels), []
-
-
-def tree_digest(directory: Path) -> str:
-    """SHA-256 over every file's relative path and content: which source an export came from."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(directory)).encode() + b"\0")
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def retune_card(

@@ -9,7 +9,6 @@ Output: one row per text in the Predictor's structure: `topics` (a list), `score
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,7 @@ class SecurityTopicsModel(PythonModel):
         texts = model_input["text"].fillna("").astype(str).tolist()
         titles = model_input["title"].fillna("").astype(str).tolist() if "title" in model_input else None
         self.predictor.max_evidence = int((params or {}).get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None
-        rows = []
-        for result in self.predictor.predict_articles(texts, titles=titles):
-            evidence = [{"topic": t.topic, **asdict(e)} for t in result.topics for e in t.evidence]
-            rows.append(
-                {"topics": list(result.labels), "scores": result.scores, "evidence": evidence, "flags": result.flags}
-            )
+        rows = [result.to_row() for result in self.predictor.predict_articles(texts, titles=titles)]
         return pd.DataFrame(rows, columns=["topics", "scores", "evidence", "flags"])
 
 

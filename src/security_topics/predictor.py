@@ -80,6 +80,16 @@ class ArticleResult:
     def to_dict(self) -> dict[str, Any]:
         return {"labels": list(self.labels), **asdict(self)}
 
+    def to_row(self) -> dict[str, Any]:
+        """The flat row that tables and services hold (pyfunc output, scored archives): topics,
+        scores, evidence as `{topic, text, start, end, score, source}`, flags."""
+        return {
+            "topics": list(self.labels),
+            "scores": dict(self.scores),
+            "evidence": [{"topic": t.topic, **asdict(e)} for t in self.topics for e in t.evidence],
+            "flags": list(self.flags),
+        }
+
 
 def resolve_model_dir(path_or_uri: str | Path, tracking_uri: str | None = None) -> Path:
     """A local model directory, or one fetched from an MLflow `runs:/` or `models:/` URI."""

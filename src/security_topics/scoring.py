@@ -23,12 +23,11 @@ errors) each become one error row naming file and line (1-based row number for P
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from security_topics.errors import ConfigError, DataError
-from security_topics.models.card import ModelCard
+from security_topics.models.card import ModelCard, directory_digest
 
 if TYPE_CHECKING:  # the predictor (and scikit-learn) loads only where articles are scored
     from security_topics.predictor import ArticleResult, Predictor
@@ -224,17 +223,6 @@ def read_input(path: str | Path) -> Iterator[InputRow | BadRow]:
 # --- the model -----------------------------------------------------------------------------
 
 
-def model_checksum(directory: Path) -> str:
-    """A content hash of every file in a model directory: which exact model scored a row."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest.update(file.relative_to(directory).as_posix().encode() + b"\0")
-        with open(file, "rb") as stream:
-            while block := stream.read(1 << 20):
-                digest.update(block)
-    return "sha256:" + digest.hexdigest()[:16]
-
-
 def describe_model(path_or_uri: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
     """The model's local directory and the `model` value of every row it scores."""
     from security_topics.predictor import resolve_model_dir  # a local directory, or fetched from MLflow
@@ -242,7 +230,7 @@ def describe_model(path_or_uri: str | Path, tracking_uri: str | None = None) -> 
     directory = resolve_model_dir(path_or_uri, tracking_uri)
     card = ModelCard.load(directory)
     name = str(card.settings.get("name", card.family))
-    return directory, {"uri": str(path_or_uri), "name": name, "checksum": model_checksum(directory)}
+    return directory, {"uri": str(path_or_uri), "name": name, "checksum": "sha256:" + directory_digest(directory)[:16]}
 
 
 # --- output rows ---------------------------------------------------------------------------
@@ -250,14 +238,7 @@ def describe_model(path_or_uri: str | Path, tracking_uri: str | None = None) -> 
 
 def result_row(article_id: str, result: ArticleResult, model: dict[str, str]) -> dict[str, Any]:
     """One output row (the same fields as the MLflow pyfunc model's output, plus id and model)."""
-    return {
-        "id": article_id,
-        "topics": list(result.labels),
-        "scores": dict(result.scores),
-        "evidence": [{"topic": t.topic, **asdict(e)} for t in result.topics for e in t.evidence],
-        "flags": list(result.flags),
-        "model": dict(model),
-    }
+    return {"id": article_id, **result.to_row(), "model": dict(model)}
 
 
 def score_rows(predictor: Predictor, rows: Sequence[InputRow], model: dict[str, str]) -> list[dict[str, Any]]:

@@ -128,10 +128,6 @@ def log_config(config: Mapping[str, Any], config_yaml: str) -> None:
     mlflow.log_text(config_yaml, "config.yaml")
 
 
-def log_params(params: Mapping[str, Any]) -> None:
-    mlflow.log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()})
-
-
 def git_tags(root: str | Path = ".") -> dict[str, str]:
     """Commit and dirty state of the working tree, so a run can be traced to code."""
     try:

@@ -84,8 +84,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent) as run:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id}))
-        tracking.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
-        tracking.log_params({"world_size": distributed.world_size()})
+        params = {**OmegaConf.to_container(cfg, resolve=True), "world_size": distributed.world_size()}
+        tracking.log_config(params, OmegaConf.to_yaml(cfg, resolve=True))
         started = time.perf_counter()
         model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
         train_seconds = time.perf_counter() - started

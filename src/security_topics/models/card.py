@@ -6,6 +6,7 @@ settings, article rule, family settings), next to the family's own files (safete
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from security_topics.errors import ModelDirError
-from security_topics.text import NormalizerConfig
+from security_topics.text import NormalizerConfig, normalize
 
 CARD_FILE = "security_topics.json"
 FORMAT_VERSION = 2
@@ -35,6 +36,12 @@ class ModelCard:
     @property
     def normalizer(self) -> NormalizerConfig:
         return NormalizerConfig.from_dict(self.normalization)
+
+    def model_inputs(self, texts: Sequence[str]) -> list[str]:
+        """Texts as an encoder sees them, in training, prediction and export alike: normalised, prefixed."""
+        prefix = self.settings.get("text_prefix", "")
+        normalizer = self.normalizer
+        return [prefix + normalize(t, normalizer) for t in texts]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -85,3 +92,15 @@ class TopicModel(Protocol):
     def score(self, texts: Sequence[str], batch_size: int = 64) -> Scores: ...
 
     def save(self, directory: Path) -> None: ...
+
+
+def directory_digest(directory: Path) -> str:
+    """SHA-256 over every file's relative path and content: which exact model scored a row, or
+    which source an export came from."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        with path.open("rb") as stream:
+            while block := stream.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()

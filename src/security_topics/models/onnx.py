@@ -18,7 +18,6 @@ import numpy as np
 
 from security_topics.models.card import ModelCard, ModelDirError, Scores
 from security_topics.models.runtime import default_num_threads
-from security_topics.text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,7 @@ class OnnxModel:
         return int(self.card.settings["max_length"])
 
     def model_inputs(self, texts: Sequence[str]) -> list[str]:
-        """Texts as the encoder saw them in training: normalised, prefixed (as `TransformerModel`)."""
-        prefix = self.card.settings.get("text_prefix", "")
-        normalizer = self.card.normalizer
-        return [prefix + normalize(t, normalizer) for t in texts]
+        return self.card.model_inputs(texts)
 
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids cut to max_length (special tokens included), and which texts were cut."""

@@ -20,7 +20,6 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 
 from security_topics.errors import ConfigError
 from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
-from security_topics.text import normalize
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +153,7 @@ class TransformerModel:
         return int(self.card.settings["max_length"])
 
     def model_inputs(self, texts: Sequence[str]) -> list[str]:
-        """Texts as the encoder sees them, in training and prediction alike: normalised, prefixed."""
-        prefix = self.card.settings.get("text_prefix", "")
-        normalizer = self.card.normalizer
-        return [prefix + normalize(t, normalizer) for t in texts]
+        return self.card.model_inputs(texts)
 
     def encode(self, texts: Sequence[str]) -> tuple[dict[str, list[list[int]]], np.ndarray]:
         """Tokenise model inputs; also say which texts were cut to max_length."""

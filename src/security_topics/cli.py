@@ -141,35 +141,23 @@ def _positive(value: str) -> int:
 
 def score(args: argparse.Namespace) -> None:
     """Score an archive into a folder of part files; the local engine shows articles/s and resumes."""
+    options = {
+        "batch_size": args.batch_size,
+        "tracking_uri": args.tracking_uri,
+        "max_evidence": args.max_evidence,
+        "device": args.device,
+    }
     if args.engine == "spark":
         from security_topics.scoring_spark import score_spark
 
-        summary = score_spark(
-            args.model,
-            args.input,
-            args.output,
-            master=args.master,
-            batch_size=args.batch_size,
-            tracking_uri=args.tracking_uri,
-            max_evidence=args.max_evidence,
-            device=args.device,
-        )
+        summary = score_spark(args.model, args.input, args.output, master=args.master, **options)
     else:
         from tqdm import tqdm
 
         from security_topics.scoring import score_local
 
         with tqdm(unit="article", desc="scoring", dynamic_ncols=True) as bar:
-            summary = score_local(
-                args.model,
-                args.input,
-                args.output,
-                batch_size=args.batch_size,
-                tracking_uri=args.tracking_uri,
-                max_evidence=args.max_evidence,
-                device=args.device,
-                on_progress=bar.update,
-            )
+            summary = score_local(args.model, args.input, args.output, on_progress=bar.update, **options)
     skipped = f", skipped {summary.skipped} already in {args.output}" if summary.skipped else ""
     print(f"scored {summary.scored} articles into {summary.output}{skipped} ({args.engine} engine)")
     if summary.errors:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
@@ -77,6 +78,23 @@ def test_int8_and_bf16_label_sets_agree_with_fp32(tiny_run, exports, sample, bac
     agree = np.mean(np.all((p32 >= thresholds) == (p >= thresholds), axis=1))
     assert agree >= 0.99, f"{backend}: label sets agree on {agree:.3f}, max |Δp| {np.abs(p - p32).max():.4f}"
     assert ModelCard.load(exports / "int8").settings["export"]["quantization"] == "int8-dynamic"
+
+
+def test_bf16_stores_linear_weights_in_bf16_and_scores_as_autocast_over_fp32_weights(tiny_run, sample):
+    bf16 = load_model(tiny_run.model_dir, "cpu", "bf16")
+    linears = [m for m in bf16.classifier.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert bf16.classifier.encoder.embeddings.word_embeddings.weight.dtype == torch.float32
+    autocast_only = load_model(tiny_run.model_dir, "cpu", "fp32")
+    autocast_only.precision = "bf16"  # autocast over the fp32 weights, as before weights were stored in bf16
+    assert np.abs(bf16.score(sample).probs - autocast_only.score(sample).probs).max() < 1e-6
+
+
+def test_a_text_scores_the_same_alone_and_among_batch_neighbours(tiny_run, sample):
+    model = load_model(tiny_run.model_dir, device="cpu")
+    together = model.score(sample).probs  # length batches, padded to their longest
+    alone = np.concatenate([model.score([text]).probs for text in sample[:40]])
+    assert np.abs(together[:40] - alone).max() < 1e-5
 
 
 def test_meta_device_loading_gives_the_same_scores_as_a_full_build(tiny_run):

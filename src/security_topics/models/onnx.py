@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from security_topics.models.card import ModelCard, ModelDirError, Scores
-from security_topics.models.runtime import default_num_threads
+from security_topics.models.runtime import default_num_threads, length_batches
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,7 @@ class OnnxModel:
         if not texts:
             return Scores(probs, np.zeros(0, dtype=bool))
         ids, truncated = self.encode(texts)
-        order = np.argsort([len(x) for x in ids], kind="stable")
-        for start in range(0, len(texts), batch_size):
-            index = order[start : start + batch_size]
+        for index in length_batches([len(x) for x in ids], batch_size):
             width = max(len(ids[i]) for i in index)
             input_ids = np.full((len(index), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(index), width), dtype=np.int64)

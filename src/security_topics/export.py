@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.aggregation import fit_article_rule
 from security_topics.data import Article, Example, read_articles, read_sentences
 from security_topics.errors import ConfigError, ProjectError
 from security_topics.labels import LabelSet
@@ -32,7 +31,7 @@ from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
-from security_topics.predictor import Predictor
+from security_topics.predictor import learn_article_rule
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +193,8 @@ def retune_card(
     result["val_macro_f1"] = compute_metrics(y, probs >= np.asarray(card.thresholds), labels.names)["macro_f1"]
     kind = card.article_rule.get("kind")
     if kind and articles:
-        predictor = Predictor(model)
-        scored = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-        features = [predictor.article_features(r.sentences) for r in scored]
-        rule, cv = fit_article_rule(features, labels.encode_many([a.labels for a in articles]), kinds=(kind,))
         result["source_article_rule"] = card.article_rule
-        card.article_rule = rule.to_dict()
-        result.update(cv)
+        result.update(learn_article_rule(model, articles, kinds=(kind,)))
     elif kind:
         log.warning("no validation articles: the article rule is the source's, learnt on its own scores")
     return result

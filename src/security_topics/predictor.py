@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.aggregation import ArticleRule, article_features
+from security_topics.aggregation import ArticleRule, article_features, fit_article_rule
+from security_topics.data import Article
 from security_topics.errors import ConfigError
+from security_topics.labels import LabelSet
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
 from security_topics.text import has_arabic, is_boilerplate, split_sentences
@@ -255,6 +257,21 @@ class Predictor:
         if any(TRUNCATED in s.flags for s in sentences):
             flags.append(TRUNCATED)
         return ArticleResult(topics, scores, sentences, flags)
+
+
+def learn_article_rule(
+    model: TopicModel, articles: Sequence[Article], kinds: Sequence[str], seed: int = 0
+) -> dict[str, float]:
+    """Learn the article rule on labelled articles from `model`'s own sentence scores at its card's
+    thresholds, write it into the card, and return each kind's cross-validated macro-F1. Training
+    and export both learn it here, so an exported model's rule is learnt as the trained one was."""
+    predictor = Predictor(model)
+    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+    features = [predictor.article_features(r.sentences) for r in results]
+    y = LabelSet.of(model.card.labels).encode_many([a.labels for a in articles])
+    rule, scores = fit_article_rule(features, y, kinds=kinds, seed=seed)
+    model.card.article_rule = rule.to_dict()
+    return scores
 
 
 def _deciding(sentences: Sequence[SentenceResult]) -> list[SentenceResult]:

@@ -20,7 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from security_topics import distributed, tracking
-from security_topics.aggregation import RULE_KINDS, fit_article_rule
+from security_topics.aggregation import RULE_KINDS
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import fingerprint
 from security_topics.errors import ConfigError, exit_on_project_errors
@@ -28,7 +28,7 @@ from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, tune_thresholds
 from security_topics.mlflow_model import log_model
 from security_topics.models.card import CARD_FILE
-from security_topics.predictor import Predictor
+from security_topics.predictor import Predictor, learn_article_rule
 from security_topics.recipes.settings import TrainerSettings
 from security_topics.reporting import evaluate_predictor
 
@@ -100,7 +100,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             f"val_{k}": v
             for k, v in compute_metrics(y_val, val_probs >= np.asarray(model.card.thresholds), labels.names).items()
         }
-        rule_metrics = _learn_article_rule(model, articles["validation"], labels, cfg.article_rule, settings.seed)
+        rule_metrics = _learn_article_rule(model, articles["validation"], cfg.article_rule, settings.seed)
 
         model_dir = run_dir / "model"
         model.save(model_dir)
@@ -127,20 +127,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _learn_article_rule(model: Any, articles: list, labels: LabelSet, mode: str, seed: int) -> dict[str, float]:
+def _learn_article_rule(model: Any, articles: list, mode: str, seed: int) -> dict[str, float]:
     """Learn the article rule on the validation articles and write it into the model's card."""
     if mode == "sentence" or not articles:
         if mode != "sentence":
             log.warning("no validation articles: articles use the sentence thresholds on their best sentence")
         model.card.article_rule = {}
         return {}
-    predictor = Predictor(model)
-    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-    features = [predictor.article_features(r.sentences) for r in results]
-    y = labels.encode_many([a.labels for a in articles])
-    rule, scores = fit_article_rule(features, y, kinds=RULE_KINDS if mode == "auto" else (mode,), seed=seed)
-    model.card.article_rule = rule.to_dict()
-    log.info("article rule: %s (cross-validated on validation articles: %s)", rule.kind, scores)
+    scores = learn_article_rule(model, articles, kinds=RULE_KINDS if mode == "auto" else (mode,), seed=seed)
+    log.info("article rule: %s (cross-validated on validation articles: %s)", model.card.article_rule["kind"], scores)
     return scores
 
 

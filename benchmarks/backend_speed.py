@@ -1,4 +1,4 @@
-"""Scoring backends side by side: the naive HF forward, the fp32 predictor, bf16 autocast, ONNX int8.
+"""Scoring backends side by side: the naive HF forward, the fp32 and bf16 predictor, ONNX int8.
 
     security-topics export models/default models/default-int8 --quantize int8
     python benchmarks/backend_speed.py --model models/default --onnx models/default-int8 [--rounds 3]
@@ -119,10 +119,10 @@ def main() -> None:
     naive, member = naive_scorer(Path(args.model))
     variants: dict[str, dict[int, object]] = {
         "fp32 predictor": {t: Predictor.load(args.model, device="cpu", precision="fp32") for t in thread_counts[:1]},
-        "bf16 autocast": {t: Predictor.load(args.model, device="cpu", precision="bf16") for t in thread_counts[:1]},
+        "bf16 predictor": {t: Predictor.load(args.model, device="cpu", precision="bf16") for t in thread_counts[:1]},
         "onnx int8": {t: Predictor.load(args.onnx, num_threads=t) for t in thread_counts},
     }
-    for name in ("fp32 predictor", "bf16 autocast"):  # torch threads are per process: one model serves all
+    for name in ("fp32 predictor", "bf16 predictor"):  # torch threads are per process: one model serves all
         variants[name] = dict.fromkeys(thread_counts, variants[name][thread_counts[0]])
     tokens = np.mean([len(x) for x in member.encode(sentences)[0]["input_ids"]])
 
@@ -190,7 +190,7 @@ def print_load(args: argparse.Namespace) -> None:
     print("\nload (fresh process, imports included, first sentence scored) and peak RSS:")
     for name, path, precision in (
         ("fp32 predictor", args.model, "fp32"),
-        ("bf16 autocast", args.model, "bf16"),
+        ("bf16 predictor", args.model, "bf16"),
         ("onnx int8", args.onnx, "fp32"),
     ):
         seconds, rss, torch_loaded = load_stats(path, precision)

@@ -31,7 +31,7 @@ from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
-from security_topics.predictor import learn_article_rule
+from security_topics.predictor import Predictor, learn_article_rule
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,15 @@ def export_model(
         if sentences:
             model = load_model(staging, device="cpu", num_threads=num_threads)
             report.validation = retune_card(model, sentences, articles, retune)
+            source = load_model(model_dir, device="cpu")
+            report.validation["against_source"] = against_source(source, model, sentences, articles)
+            for breach in over_budget(report.validation["against_source"]):
+                log.warning(
+                    "%s: on the validation data the export %s; check it on your own data, or serve the "
+                    "source model with precision=bf16 where the CPU has it",
+                    out_dir,
+                    breach,
+                )
             exported.settings["export"]["validation"] = report.validation
             model.card.settings["export"] = exported.settings["export"]
             model.card.save(staging)
@@ -198,6 +207,55 @@ def retune_card(
     elif kind:
         log.warning("no validation articles: the article rule is the source's, learnt on its own scores")
     return result
+
+
+# What an export may change against its source on held-out data before the export warns (issue #12).
+BUDGET = {"macro_f1_points": 0.5, "sentence_label_sets": 0.01, "article_label_sets": 0.05}
+
+
+def against_source(
+    source: TopicModel, exported: TopicModel, sentences: Sequence[Example], articles: Sequence[Article]
+) -> dict[str, float]:
+    """How far the export's decisions are from the source's, each with its own thresholds and article
+    rule: macro-F1 (points) and the share of label sets that change, on sentences and on articles."""
+    labels = LabelSet.of(source.card.labels)
+    y = labels.encode_many([e.labels for e in sentences])
+    texts = [e.text for e in sentences]
+    decided = {}
+    for name, model in (("source", source), ("export", exported)):
+        predictor = Predictor(model)
+        decided[name] = predictor.score_sentences(texts) >= predictor.thresholds
+        if articles:
+            results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+            decided[f"{name}_articles"] = np.array([[n in r.labels for n in labels.names] for r in results])
+    f1 = {name: compute_metrics(y, decided[name], labels.names)["macro_f1"] for name in ("source", "export")}
+    figures = {
+        "macro_f1_points": 100 * (f1["export"] - f1["source"]),
+        "sentence_label_sets": float(np.any(decided["export"] != decided["source"], axis=1).mean()),
+    }
+    if articles:
+        y_articles = labels.encode_many([a.labels for a in articles])
+        source_f1, export_f1 = (
+            compute_metrics(y_articles, decided[f"{name}_articles"], labels.names)["macro_f1"]
+            for name in ("source", "export")
+        )
+        changed = np.any(decided["export_articles"] != decided["source_articles"], axis=1)
+        figures.update(article_macro_f1_points=100 * (export_f1 - source_f1), article_label_sets=float(changed.mean()))
+    return figures
+
+
+def over_budget(figures: dict[str, float]) -> list[str]:
+    """The lines of BUDGET that `against_source` figures break, in words (a macro-F1 gain is no breach)."""
+    breaches = []
+    for key, what in (("macro_f1_points", "sentence"), ("article_macro_f1_points", "article")):
+        if figures.get(key, 0.0) < -BUDGET["macro_f1_points"]:
+            breaches.append(f"loses {-figures[key]:.2f} points of {what} macro-F1 (budget {BUDGET['macro_f1_points']})")
+    for key, what in (("sentence_label_sets", "sentence"), ("article_label_sets", "article")):
+        if figures.get(key, 0.0) > BUDGET[key]:
+            breaches.append(
+                f"changes {100 * figures[key]:.1f} % of {what} label sets (budget {100 * BUDGET[key]:.0f} %)"
+            )
+    return breaches
 
 
 class _Logits:

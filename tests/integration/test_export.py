@@ -67,6 +67,9 @@ def test_fp32_export_retuned_on_the_same_validation_keeps_the_source_decisions(t
     provenance = exported.settings["export"]
     assert provenance["quantization"] is None and provenance["opset"] >= 17 and len(provenance["source_sha256"]) == 64
     assert provenance["validation"]["sentences"] > 0
+    against = provenance["validation"]["against_source"]  # same decisions: nothing changes, no warning
+    assert against["sentence_label_sets"] == 0 and against["article_label_sets"] == 0
+    assert against["macro_f1_points"] == 0 and against["article_macro_f1_points"] == 0
 
 
 @pytest.mark.parametrize("backend", ["int8", "bf16"])

@@ -1,6 +1,7 @@
 """Export and backend options that need no trained model: clear one-line errors, precision choice."""
 
 import pytest
+from helpers import FakeModel
 
 from security_topics.cli import main
 from security_topics.errors import ConfigError
@@ -74,3 +75,33 @@ def test_an_exported_ensemble_asks_mlflow_for_onnxruntime_not_torch(tmp_path):
     ModelCard("ensemble", ["a"], [0.5], {}, settings={"members": ["e5", "tfidf"], "weights": [0.5, 0.5]}).save(tmp_path)
     names = {line.split("==")[0] for line in requirements(tmp_path)}
     assert {"onnxruntime", "tokenizers"} <= names and not {"torch", "transformers"} & names
+
+
+def test_the_export_is_measured_against_its_source_and_the_budget_names_each_breach():
+    from security_topics.data import Article, Example
+    from security_topics.export import against_source, over_budget
+
+    # Four sentences; the export flips the second one's topic "a" (a true positive lost).
+    s = ["جملة أولى.", "جملة ثانية.", "جملة ثالثة.", "جملة رابعة."]
+    source = FakeModel({s[0]: [0.9, 0.1], s[1]: [0.8, 0.1], s[2]: [0.1, 0.9], s[3]: [0.1, 0.1]})
+    export = FakeModel({s[0]: [0.9, 0.1], s[1]: [0.3, 0.1], s[2]: [0.1, 0.9], s[3]: [0.1, 0.1]})
+    sentences = [Example(s[0], ("a",)), Example(s[1], ("a",)), Example(s[2], ("b",)), Example(s[3], ())]
+    articles = [Article("1", "", s[0], ("a",)), Article("2", "", s[1], ("a",)), Article("3", "", s[2], ("b",))]
+
+    figures = against_source(source, export, sentences, articles)
+
+    assert figures["sentence_label_sets"] == 0.25 and abs(figures["article_label_sets"] - 1 / 3) < 1e-9
+    assert figures["macro_f1_points"] < -0.5 and figures["article_macro_f1_points"] < -0.5
+    breaches = over_budget(figures)
+    assert len(breaches) == 4
+    assert "changes 25.0 % of sentence label sets (budget 1 %)" in breaches
+    assert over_budget(against_source(source, source, sentences, articles)) == []
+
+
+def test_a_macro_f1_gain_is_no_breach_and_the_budget_lines_are_inclusive():
+    from security_topics.export import BUDGET, over_budget
+
+    at_the_line = {"macro_f1_points": -BUDGET["macro_f1_points"], **{k: BUDGET[k] for k in BUDGET if "sets" in k}}
+    assert over_budget(at_the_line) == []
+    assert over_budget({"macro_f1_points": 3.0, "article_macro_f1_points": 1.0}) == []
+    assert over_budget({"article_macro_f1_points": -0.61}) == ["loses 0.61 points of article macro-F1 (budget 0.5)"]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,28 @@ def test_a_text_scores_the_same_alone_and_among_batch_neighbours(tiny_run, sampl
     together = model.score(sample).probs  # length batches, padded to their longest
     alone = np.concatenate([model.score([text]).probs for text in sample[:40]])
     assert np.abs(together[:40] - alone).max() < 1e-5
+
+
+def test_batches_run_side_by_side_on_the_threads_torch_may_use_with_the_same_scores(tiny_run, sample, monkeypatch):
+    model = load_model(tiny_run.model_dir, device="cpu")
+    threads_seen: set[int] = set()
+    score_batch = model._score_batch
+    monkeypatch.setattr(
+        model, "_score_batch", lambda *args: (threads_seen.add(threading.get_ident()), score_batch(*args))
+    )
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = model.score(sample, batch_size=8).probs
+        assert threads_seen == {threading.get_ident()}
+        threads_seen.clear()
+        torch.set_num_threads(2)
+        side_by_side = model.score(sample, batch_size=8).probs
+        assert len(threads_seen) == 2 and threading.get_ident() not in threads_seen
+        assert torch.get_num_threads() == 2  # the caller's setting survives the workers' one thread each
+    finally:
+        torch.set_num_threads(before)
+    assert np.abs(side_by_side - serial).max() < 1e-5
 
 
 def test_meta_device_loading_gives_the_same_scores_as_a_full_build(tiny_run):

@@ -219,29 +219,33 @@ def against_source(
     """How far the export's decisions are from the source's, each with its own thresholds and article
     rule: macro-F1 (points) and the share of label sets that change, on sentences and on articles."""
     labels = LabelSet.of(source.card.labels)
+    source_sentences, source_articles = _decisions(source, sentences, articles, labels)
+    export_sentences, export_articles = _decisions(exported, sentences, articles, labels)
     y = labels.encode_many([e.labels for e in sentences])
-    texts = [e.text for e in sentences]
-    decided = {}
-    for name, model in (("source", source), ("export", exported)):
-        predictor = Predictor(model)
-        decided[name] = predictor.score_sentences(texts) >= predictor.thresholds
-        if articles:
-            results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-            decided[f"{name}_articles"] = np.array([[n in r.labels for n in labels.names] for r in results])
-    f1 = {name: compute_metrics(y, decided[name], labels.names)["macro_f1"] for name in ("source", "export")}
     figures = {
-        "macro_f1_points": 100 * (f1["export"] - f1["source"]),
-        "sentence_label_sets": float(np.any(decided["export"] != decided["source"], axis=1).mean()),
+        "macro_f1_points": _f1_points(y, export_sentences, source_sentences, labels),
+        "sentence_label_sets": float(np.any(export_sentences != source_sentences, axis=1).mean()),
     }
     if articles:
         y_articles = labels.encode_many([a.labels for a in articles])
-        source_f1, export_f1 = (
-            compute_metrics(y_articles, decided[f"{name}_articles"], labels.names)["macro_f1"]
-            for name in ("source", "export")
-        )
-        changed = np.any(decided["export_articles"] != decided["source_articles"], axis=1)
-        figures.update(article_macro_f1_points=100 * (export_f1 - source_f1), article_label_sets=float(changed.mean()))
+        figures["article_macro_f1_points"] = _f1_points(y_articles, export_articles, source_articles, labels)
+        figures["article_label_sets"] = float(np.any(export_articles != source_articles, axis=1).mean())
     return figures
+
+
+def _decisions(
+    model: TopicModel, sentences: Sequence[Example], articles: Sequence[Article], labels: LabelSet
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's sentence and article label sets (boolean, rows × topics) under its own card."""
+    predictor = Predictor(model)
+    on_sentences = predictor.score_sentences([e.text for e in sentences]) >= predictor.thresholds
+    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+    return on_sentences, np.array([[name in r.labels for name in labels.names] for r in results], dtype=bool)
+
+
+def _f1_points(y: np.ndarray, export: np.ndarray, source: np.ndarray, labels: LabelSet) -> float:
+    f1 = [compute_metrics(y, decided, labels.names)["macro_f1"] for decided in (export, source)]
+    return 100 * (f1[0] - f1[1])
 
 
 def over_budget(figures: dict[str, float]) -> list[str]:

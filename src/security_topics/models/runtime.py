@@ -18,14 +18,13 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int = MA
     most `max_tokens` padded tokens (a single longer text gets a batch of its own)."""
     order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
     batches, start = [], 0
-    for end in range(1, len(order) + 1):
-        if end == len(order):
-            batches.append(order[start:end])
-            break
+    for end in range(1, len(order)):
         count, longest = end + 1 - start, lengths[order[end]]  # the batch if order[end] joined it
         if count > batch_size or count * longest > max_tokens:
             batches.append(order[start:end])
             start = end
+    if len(order):
+        batches.append(order[start:])
     return batches
 
 

@@ -26,6 +26,8 @@ def compose_config(name: str, workspace: Path, *overrides: str) -> DictConfig:
                 "data=fixture",
                 f"data.sentences={FIXTURES / 'sentences.csv'}",
                 f"data.articles={FIXTURES / 'articles.jsonl'}",
+                f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
+                f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
                 f"output_dir={workspace / 'out'}",  # ${hydra:runtime.output_dir} exists only in a Hydra run
                 *overrides,
             ],

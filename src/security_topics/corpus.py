@@ -1,7 +1,12 @@
 """The prepared corpus: validate the raw files, drop duplicates and leaks, split, write and reload.
 
-Sentences split into train/validation/test; articles (never trained on) into validation (to learn
-the article rule) and test. A summary beside the splits records the settings and data fingerprint,
+Written sentences split into train/validation/test; written articles (never trained on) into
+validation (to learn the article rule) and test. Real news (`data.real`, hand-labelled excerpts of a
+public corpus) splits by time: articles dated from `holdout_from` on, with every sentence of
+them, are `test_real` and never used to fit anything; of the earlier real articles, a seeded share
+(`rule_share`) joins the validation articles and their sentences the validation sentences, the
+others give their sentences to training. Real sentences outside labelled articles split into train
+and validation by article. A summary beside the splits records the settings and data fingerprint,
 so `load_splits` prepares again only when the raw data or the split settings changed.
 """
 
@@ -16,7 +21,17 @@ from typing import Any
 from security_topics.data import Article, Example, fingerprint, label_counts, read_articles, read_sentences, write_jsonl
 from security_topics.errors import DataError
 from security_topics.labels import LabelSet
-from security_topics.splits import ARTICLE_SPLITS, SPLITS, find_duplicates, in_articles, split_articles, split_examples
+from security_topics.splits import (
+    ARTICLE_SPLITS,
+    REAL,
+    SPLITS,
+    find_duplicates,
+    in_articles,
+    split_articles,
+    split_examples,
+    split_real,
+)
+from security_topics.text import dedup_key
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +49,7 @@ class CorpusSpec:
     split: dict[str, float]
     split_seed: int
     article_validation: float = 0.5
+    real: RealSpec | None = None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CorpusSpec:
@@ -45,7 +61,14 @@ class CorpusSpec:
             split={k: float(v) for k, v in dict(values["split"]).items()},
             split_seed=int(values["split_seed"]),
             article_validation=float(values.get("article_validation", 0.5)),
+            real=RealSpec.from_mapping(values["real"]) if values.get("real") else None,
         )
+
+    @property
+    def files(self) -> list[str]:
+        """Every raw data file the corpus reads."""
+        real = [self.real.sentences, self.real.articles] if self.real else []
+        return [p for p in (self.sentences, self.articles, *real) if p]
 
     @property
     def label_set(self) -> LabelSet:
@@ -58,8 +81,31 @@ class CorpusSpec:
             "split": self.split,
             "split_seed": self.split_seed,
             "article_validation": self.article_validation,
-            "fingerprint": fingerprint([p for p in (self.sentences, self.articles) if p]),
+            "real": None
+            if self.real is None
+            else {"holdout_from": self.real.holdout_from, "rule_share": self.real.rule_share},
+            "fingerprint": fingerprint(self.files),
         }
+
+
+@dataclass(frozen=True)
+class RealSpec:
+    """Hand-labelled real news (`data.real`): its files, where the held-out period starts, and the
+    share of earlier real articles that validate (thresholds, calibration, the article rule)."""
+
+    sentences: str
+    articles: str
+    holdout_from: str
+    rule_share: float = 0.5
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> RealSpec:
+        return cls(
+            sentences=str(values["sentences"]),
+            articles=str(values["articles"]),
+            holdout_from=str(values["holdout_from"]),
+            rule_share=float(values.get("rule_share", 0.5)),
+        )
 
 
 @dataclass
@@ -101,10 +147,13 @@ def prepare(spec: CorpusSpec) -> dict[str, Any]:
     if spec.articles and not articles:
         log.warning("%s holds no article: no article rule is learnt and articles are not evaluated", spec.articles)
     article_splits = split_articles(articles, labels, spec.article_validation, spec.split_seed)
+    real_summary = {}
+    if spec.real:
+        real_summary = _add_real(spec, labels, sentence_splits, article_splits)
     out_dir = Path(spec.processed_dir)
-    for name in SPLITS:
+    for name in split_names(spec)[0]:
         write_jsonl(out_dir / f"{name}.jsonl", sentence_splits[name])
-    for name in ARTICLE_SPLITS:
+    for name in split_names(spec)[1]:
         write_jsonl(out_dir / f"articles_{name}.jsonl", article_splits[name])
     summary: dict[str, Any] = {
         **spec.settings(),
@@ -113,6 +162,7 @@ def prepare(spec: CorpusSpec) -> dict[str, Any]:
         "article_sentences_dropped": len(leaked),
         "counts": {name: {"rows": len(v), **label_counts(v, labels)} for name, v in sentence_splits.items()},
         "articles": {name: {"rows": len(v), **label_counts(v, labels)} for name, v in article_splits.items()},
+        **real_summary,
     }
     (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     log.info(
@@ -124,10 +174,66 @@ def prepare(spec: CorpusSpec) -> dict[str, Any]:
     return summary
 
 
+def split_names(spec: CorpusSpec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The sentence and article splits a corpus has: `test_real` too where it holds real news."""
+    if spec.real:
+        return (*SPLITS, REAL), (*ARTICLE_SPLITS, REAL)
+    return SPLITS, ARTICLE_SPLITS
+
+
+def _add_real(
+    spec: CorpusSpec, labels: LabelSet, sentences: dict[str, list[Example]], articles: dict[str, list[Article]]
+) -> dict[str, Any]:
+    """Split the real news by time and add it to the written splits (see the module doc)."""
+    real = spec.real
+    real_sentences = read_sentences(real.sentences, labels)
+    real_articles = read_articles(real.articles, labels)
+    for article in real_articles:
+        if not isinstance(article.meta.get("date"), str):
+            raise DataError(real.articles, article.line, "date", "real articles need a date (YYYY-MM-DD)")
+    validation_share = spec.split["validation"] / max(spec.split["train"] + spec.split["validation"], 1e-9)
+    parts = split_real(
+        real_sentences, real_articles, labels, real.holdout_from, real.rule_share, validation_share, spec.split_seed
+    )
+    written = {dedup_key(e.text) for name in SPLITS for e in sentences[name]}
+    held_out = {dedup_key(e.text) for e in parts.sentences[REAL]}
+    dropped = 0
+    for name in ("train", "validation"):
+        # a line that also stands in the held-out period (a share prompt, a byline) stays there only
+        kept, seen = [], set(written)
+        for example in parts.sentences[name]:
+            key = dedup_key(example.text)
+            if key in held_out or key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+            kept.append(example)
+        sentences[name] = sentences[name] + kept
+    sentences[REAL] = parts.sentences[REAL]
+    articles["validation"] = articles["validation"] + parts.articles["validation"]
+    articles[REAL] = parts.articles[REAL]
+    log.info(
+        "real news: %d held-out articles (from %s), %d validation articles; %d repeated lines dropped",
+        len(parts.articles[REAL]),
+        real.holdout_from,
+        len(parts.articles["validation"]),
+        dropped,
+    )
+    return {
+        "real": {
+            "holdout_from": real.holdout_from,
+            "sentences": {n: len(v) for n, v in parts.sentences.items()},
+            "articles": {n: len(v) for n, v in parts.articles.items()},
+            "repeated_lines_dropped": dropped,
+        }
+    }
+
+
 def load_splits(spec: CorpusSpec) -> Splits:
     """The prepared splits, prepared again first if the raw data or the split settings changed."""
     out_dir = Path(spec.processed_dir)
-    files = [out_dir / f"{n}.jsonl" for n in SPLITS] + [out_dir / f"articles_{n}.jsonl" for n in ARTICLE_SPLITS]
+    sentence_names, article_names = split_names(spec)
+    files = [out_dir / f"{n}.jsonl" for n in sentence_names] + [out_dir / f"articles_{n}.jsonl" for n in article_names]
     summary = out_dir / SUMMARY
     current = spec.settings()
     stale = (
@@ -140,6 +246,6 @@ def load_splits(spec: CorpusSpec) -> Splits:
         prepare(spec)
     labels = spec.label_set
     return Splits(
-        sentences={n: read_sentences(out_dir / f"{n}.jsonl", labels) for n in SPLITS},
-        articles={n: read_articles(out_dir / f"articles_{n}.jsonl", labels) for n in ARTICLE_SPLITS},
+        sentences={n: read_sentences(out_dir / f"{n}.jsonl", labels) for n in sentence_names},
+        articles={n: read_articles(out_dir / f"articles_{n}.jsonl", labels) for n in article_names},
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -18,6 +19,7 @@ from security_topics.text import dedup_key, split_sentences
 
 SPLITS = ("train", "validation", "test")
 ARTICLE_SPLITS = ("validation", "test")
+REAL = "test_real"  # real news of the held-out period: sentences and articles
 
 T = TypeVar("T", Example, Article)
 
@@ -88,3 +90,44 @@ def in_articles(examples: Sequence[Example], articles: Sequence[Article]) -> lis
     """The examples whose text is also a sentence of an article (after normalisation)."""
     keys = {dedup_key(s.text) for a in articles for s in split_sentences(a.text)}
     return [e for e in examples if dedup_key(e.text) in keys]
+
+
+@dataclass
+class RealParts:
+    sentences: dict[str, list[Example]]
+    articles: dict[str, list[Article]]
+
+
+def split_real(
+    sentences: Sequence[Example],
+    articles: Sequence[Article],
+    labels: LabelSet,
+    holdout_from: str,
+    rule_share: float,
+    validation_share: float,
+    seed: int,
+) -> RealParts:
+    """Real news by time. Articles dated `holdout_from` or later, and every sentence of them (by
+    `pool_id`), are held out (`test_real`); a seeded, stratified `rule_share` of the earlier articles
+    validates, with their sentences; the other earlier articles give their sentences to training.
+    Sentences of no labelled article split into train and validation by their article, so that
+    sentences of one article never sit on both sides."""
+    held = [a for a in articles if a.meta["date"] >= holdout_from]
+    earlier = [a for a in articles if a.meta["date"] < holdout_from]
+    y = _indicator([a.labels for a in earlier], labels)
+    _, rule = _stratified_take(y, rule_share, seed + 2)
+    validating = [earlier[i] for i in rule]
+    where = {a.id: REAL for a in held}
+    where.update({a.id: "train" for a in earlier})
+    where.update({a.id: "validation" for a in validating})
+    loose = sorted({e.meta.get("pool_id", "") for e in sentences} - set(where))
+    order = np.random.default_rng(seed + 3).permutation(len(loose))
+    n_validation = int(round(validation_share * len(loose)))
+    for rank, i in enumerate(order):
+        where[loose[i]] = "validation" if rank < n_validation else "train"
+    out: dict[str, list[Example]] = {"train": [], "validation": [], REAL: []}
+    for example in sentences:
+        pool_id = example.meta.get("pool_id", "")
+        date = str(example.meta.get("date", ""))
+        out[REAL if date >= holdout_from else where[pool_id]].append(example)
+    return RealParts(out, {"validation": validating, REAL: held})

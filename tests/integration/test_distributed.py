@@ -28,6 +28,8 @@ def _train(launcher: list[str], workspace: Path, name: str, *overrides: str) -> 
         "data=fixture",
         f"data.sentences={FIXTURES / 'sentences.csv'}",
         f"data.articles={FIXTURES / 'articles.jsonl'}",
+        f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
+        f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
         f"paths.root_dir={workspace}",
         "save_dir=null",
         "tracking.log_model=false",

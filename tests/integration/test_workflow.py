@@ -86,6 +86,8 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
             f"paths.root_dir={tmp_path}",
             f"data.sentences={FIXTURES / 'sentences.csv'}",
             f"data.articles={FIXTURES / 'articles.jsonl'}",
+            f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
+            f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
             f"tracking.uri={uri}",
             "tracking.log_model=false",
             "model.C=1.0,8.0",

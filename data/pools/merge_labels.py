@@ -1,0 +1,117 @@
+"""Merge the hand labels of ANT excerpts into the corpus: data/raw/real_articles.jsonl and real_sentences.csv.
+
+    python data/pools/merge_labels.py          # after labelling data/pools/labelling/articles-NN.jsonl
+
+First-pass answers (labels-A-NN.jsonl) are the labels; the independent second pass (labels-B-NN.jsonl)
+is compared with them (Cohen's kappa per topic, printed) and its disagreements were resolved by the
+guide in RESOLVED below. Every row keeps its source, outlet, date and pool id.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RAW = HERE.parent / "raw"
+TOPICS = ("counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security")
+SOURCE = "ant"
+# id -> (labels, why): the second pass's disagreements with the first, settled by data/ANNOTATION.md.
+RESOLVED = {
+    "ant-JA-localNews-4417-20170606#1": ((), "terrorism is one danger named in passing in a story on development aid"),
+    "ant-JA-localNews-4417-20170606": ((), "no sentence carries a topic once #1 is none"),
+    "ant-JA-localNews-4716-20170608#2": (
+        ("cybersecurity",),
+        "«these attempts» describes the hacking itself (how it grows, its methods), not an aftermath",
+    ),
+}
+
+
+def load(kind: str) -> dict[str, dict]:
+    out = {}
+    for path in sorted(glob.glob(str(HERE / "labelling" / f"labels-{kind}-*.jsonl"))):
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                out[record["id"]] = record
+    return out
+
+
+def kappa(a: list[int], b: list[int]) -> float:
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    pa, pb = sum(a) / n, sum(b) / n
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    return 1.0 if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def agreement(first: dict[str, dict], second: dict[str, dict]) -> dict:
+    """Cohen's kappa per topic on the doubly labelled sentences and articles."""
+    report = {"articles": len(second), "sentences": sum(len(r["sentences"]) for r in second.values())}
+    for level in ("sentence", "article"):
+        pairs = []
+        for aid, b in second.items():
+            a = first[aid]
+            if level == "article":
+                pairs.append((set(a["labels"]), set(b["labels"])))
+            else:
+                pairs += [(set(a["sentences"][sid]), set(labels)) for sid, labels in b["sentences"].items()]
+        report[level] = {
+            t: {
+                "kappa": round(kappa([t in x for x, _ in pairs], [t in y for _, y in pairs]), 3),
+                "positives": [sum(t in x for x, _ in pairs), sum(t in y for _, y in pairs)],
+            }
+            for t in TOPICS
+        }
+        report[f"{level}_disagreements"] = sum(x != y for x, y in pairs)
+    return report
+
+
+def main() -> None:
+    pool = {json.loads(line)["id"]: json.loads(line) for line in (HERE / "ant.jsonl").read_text().splitlines()}
+    batches = {}
+    for path in sorted(glob.glob(str(HERE / "labelling" / "articles-*.jsonl"))):
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            batches[json.loads(line)["id"]] = json.loads(line)
+    first, second = load("A"), load("B")
+    print(json.dumps(agreement(first, second), indent=1))
+    articles, sentences = [], []
+    for aid in sorted(first, key=lambda i: (pool[i]["date"], i)):
+        answer, article, batch = first[aid], pool[aid], batches[aid]
+        labels = RESOLVED.get(aid, (answer["labels"],))[0]
+        meta = {"source": SOURCE, "outlet": article["outlet"], "date": article["date"], "pool_id": aid}
+        articles.append(
+            {
+                "id": aid,
+                "title": article["title"],
+                "text": article["text"],
+                "labels": [t for t in TOPICS if t in labels],
+                "kind": "real",
+                **meta,
+                "category": article["category"],
+                "url": article["url"],
+            }
+        )
+        for span in batch["sentences"]:
+            sid = span["sid"]
+            if not span["text"].strip():
+                continue
+            labels = RESOLVED.get(sid, (answer["sentences"][sid],))[0]
+            sentences.append(
+                {"id": sid, "text": span["text"], "labels": "|".join(t for t in TOPICS if t in labels), **meta,
+                 "field": span["source"]}
+            )
+    with (RAW / "real_articles.jsonl").open("w", encoding="utf-8") as f:
+        for record in articles:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with (RAW / "real_sentences.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(sentences[0]))
+        writer.writeheader()
+        writer.writerows(sentences)
+    print(f"wrote {len(articles)} articles and {len(sentences)} sentences to {RAW}")
+
+
+if __name__ == "__main__":
+    main()

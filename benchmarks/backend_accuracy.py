@@ -16,24 +16,22 @@ import numpy as np
 
 from security_topics import Predictor
 from security_topics.data import read_articles, read_sentences
+from security_topics.decisions import compare, decide
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics
 
 
 def evaluate(predictor: Predictor, sentences: list, articles: list, labels: LabelSet) -> dict:
-    probs = predictor.score_sentences([e.text for e in sentences])
-    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-    article_labels = np.array([[name in r.labels for name in labels.names] for r in results])
+    decided = decide(predictor, sentences, articles)
     return {
-        "probs": probs,
-        "sentence_labels": probs >= predictor.thresholds,
-        "article_labels": article_labels,
+        "decisions": decided,
+        "probs": decided.sentence_raw,
         "sentence_f1": compute_metrics(
-            labels.encode_many([e.labels for e in sentences]), probs >= predictor.thresholds, labels.names
+            labels.encode_many([e.labels for e in sentences]), decided.sentence_labels, labels.names
         )["macro_f1"],
-        "article_f1": compute_metrics(labels.encode_many([a.labels for a in articles]), article_labels, labels.names)[
-            "macro_f1"
-        ],
+        "article_f1": compute_metrics(
+            labels.encode_many([a.labels for a in articles]), decided.article_labels, labels.names
+        )["macro_f1"],
     }
 
 
@@ -60,8 +58,9 @@ def main() -> None:
     base = evaluate(fp32, sentences, articles, labels)
     for name, predictor in variants.items():
         out = base if name == "fp32" else evaluate(predictor, sentences, articles, labels)
-        changed_s = int(np.any(out["sentence_labels"] != base["sentence_labels"], axis=1).sum())
-        changed_a = int(np.any(out["article_labels"] != base["article_labels"], axis=1).sum())
+        figures = compare(base["decisions"], out["decisions"], sentences, articles)
+        changed_s = round(figures["sentence_label_sets"] * len(sentences))
+        changed_a = round(figures.get("article_label_sets", 0.0) * len(articles))
         print(
             f"| {name} | {out['sentence_f1']:.4f} | {100 * (out['sentence_f1'] - base['sentence_f1']):+.2f} pt | "
             f"{out['article_f1']:.4f} | {100 * (out['article_f1'] - base['article_f1']):+.2f} pt | "

@@ -2,12 +2,17 @@
 
 An article's topic is not simply its best sentence: one background sentence that mentions a topic
 in passing should not label a whole article. The rule is learnt on validation articles and saved
-in the model card. Two kinds compete on validation, the better is kept:
+in the model card. Four fits compete in cross-validation on validation articles (grouped by time
+and source where the articles say so), the best is kept, the one with fewer free parameters on a tie:
 
+- `shared`: the best sentence's score against one threshold shared by all topics, each topic's
+  own offset from it shrunk toward zero by how few positive articles it has (n / (n + SHRINK));
 - `max`: the best sentence's score against a per-topic *article* threshold;
-- `logistic`: a per-topic logistic regression over a few features of the article's sentence
-  scores (best, second best, mean of the top 3, how many sentences pass, title score, where the
-  best sentence stands, article length).
+- `logistic_strong`, `logistic`: a per-topic logistic regression (C = 0.05 or 1) over a few
+  features of the article's sentence scores (best, second best, mean of the top 3, how many
+  sentences pass, title score, where the best sentence stands, article length).
+
+`shared` and `max` are saved as the `max` kind, the logistic fits as `logistic`; `fit` says which.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.model_selection import KFold
+from sklearn.model_selection import GroupKFold, KFold
 
 from security_topics.metrics import DEFAULT_GRID, tune_thresholds
 
-RULE_KINDS = ("max", "logistic")  # simplest first
+RULE_KINDS = ("shared", "max", "logistic_strong", "logistic")  # fewest free parameters first
+SHRINK = 20  # positive articles at which a topic's own threshold offset counts half
+STRONG_C = 0.05
 FEATURES = ("max", "second", "top3_mean", "log_count_over", "title", "best_position", "log_sentences")
 
 
@@ -59,6 +66,7 @@ class ArticleRule:
     thresholds: np.ndarray
     coef: np.ndarray | None = None
     intercept: np.ndarray | None = None
+    fit: str = ""  # how it was learnt (a RULE_KINDS entry); the predictor needs only `kind`
 
     def __post_init__(self) -> None:
         if self.kind not in ("max", "logistic"):
@@ -79,6 +87,8 @@ class ArticleRule:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "thresholds": self.thresholds.tolist()}
+        if self.fit:
+            out["fit"] = self.fit
         if self.kind == "logistic":
             out.update(features=list(FEATURES), coef=self.coef.tolist(), intercept=self.intercept.tolist())
         return out
@@ -90,7 +100,19 @@ class ArticleRule:
             return cls("max", np.asarray(sentence_thresholds, dtype=np.float64))
         if values.get("kind") == "logistic" and list(values.get("features", [])) != list(FEATURES):
             raise ValueError(f"article rule features {values.get('features')} differ from this code's {FEATURES}")
-        return cls(values["kind"], values["thresholds"], values.get("coef"), values.get("intercept"))
+        return cls(
+            values["kind"], values["thresholds"], values.get("coef"), values.get("intercept"), values.get("fit", "")
+        )
+
+
+@dataclass
+class RuleFit:
+    """A learnt article rule, every kind's cross-validated macro-F1, and the winner's out-of-fold
+    article scores (articles × topics): held-out scores to calibrate and to place the review band on."""
+
+    rule: ArticleRule
+    cv: dict[str, float]
+    oof_scores: np.ndarray
 
 
 def fit_article_rule(
@@ -100,41 +122,67 @@ def fit_article_rule(
     seed: int = 0,
     folds: int = 5,
     C: float = 1.0,
-) -> tuple[ArticleRule, dict[str, float]]:
+    groups: Sequence[str] | None = None,
+) -> RuleFit:
     """Learn the rules of `kinds` on labelled articles and keep the best by cross-validated macro-F1.
 
     `features` holds one (topics × features) array per article, `y` the articles' topics
     (articles × topics). Thresholds are tuned inside each fold, so the comparison is fair to the
-    rule with more parameters. Returns the winner refitted on all articles, and every kind's score.
+    rule with more parameters. With `groups` (a time period or a source per article) the folds keep
+    each group whole, so the rule is judged on articles unlike those it was fitted on. Returns the
+    winner refitted on all articles, every kind's score and the winner's out-of-fold scores.
     """
     x = np.stack(features)  # articles × topics × features
     y = np.asarray(y).astype(int)
     n_articles, n_topics, _ = x.shape
-    folds = max(2, min(folds, n_articles))
+    if groups is not None and len(set(groups)) >= 2:
+        splits = list(GroupKFold(min(folds, len(set(groups)))).split(x, groups=list(groups)))
+    else:
+        splits = list(KFold(max(2, min(folds, n_articles)), shuffle=True, random_state=seed).split(x))
+    decided = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
     oof = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
-    for train, test in KFold(folds, shuffle=True, random_state=seed).split(x):
-        for kind in oof:
+    for train, test in splits:
+        for kind in kinds:
             rule = _fit(kind, x[train], y[train], C)
             scores = np.stack([rule.scores(f) for f in x[test]])
-            oof[kind][test] = scores >= rule.thresholds
-    cv = {kind: float(f1_score(y, pred, average="macro", zero_division=0)) for kind, pred in oof.items()}
+            oof[kind][test] = scores
+            decided[kind][test] = scores >= rule.thresholds
+    cv = {kind: float(f1_score(y, pred, average="macro", zero_division=0)) for kind, pred in decided.items()}
     best = max(kinds, key=lambda kind: (cv[kind], -kinds.index(kind)))  # ties: the simpler, listed first
-    return _fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}
+    return RuleFit(_fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}, oof[best])
 
 
 def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
     n_topics = x.shape[1]
+    grid = DEFAULT_GRID + (0.975, 0.99)
     if kind == "max":
-        return ArticleRule("max", tune_thresholds(y, x[:, :, 0], grid=DEFAULT_GRID + (0.975, 0.99)))
+        return ArticleRule("max", tune_thresholds(y, x[:, :, 0], grid=grid), fit="max")
+    if kind == "shared":
+        return ArticleRule("max", _shared_thresholds(y, x[:, :, 0], grid), fit="shared")
+    if kind not in ("logistic", "logistic_strong"):
+        raise ValueError(f"unknown article rule {kind!r}; known: {RULE_KINDS}")
+    strength = STRONG_C if kind == "logistic_strong" else C
     coef = np.zeros((n_topics, x.shape[2]))
     intercept = np.zeros(n_topics)
     for j in range(n_topics):
         if len(np.unique(y[:, j])) < 2:  # nothing to learn: fall back to the best sentence's score
             coef[j, 0], intercept[j] = 8.0, -4.0
             continue
-        model = LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(x[:, j], y[:, j])
+        model = LogisticRegression(C=strength, class_weight="balanced", max_iter=1000).fit(x[:, j], y[:, j])
         coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
-    rule = ArticleRule("logistic", np.full(n_topics, 0.5), coef, intercept)
+    rule = ArticleRule("logistic", np.full(n_topics, 0.5), coef, intercept, fit=kind)
     scores = np.stack([rule.scores(f) for f in x])
     rule.thresholds = tune_thresholds(y, scores)
     return rule
+
+
+def _shared_thresholds(y: np.ndarray, scores: np.ndarray, grid: Sequence[float]) -> np.ndarray:
+    """One threshold for every topic (best macro-F1), plus each topic's own best offset from it
+    shrunk by n / (n + SHRINK), n its positive articles: few examples, little offset."""
+    y = np.asarray(y).astype(bool)
+    f1 = [f1_score(y, scores >= t, average="macro", zero_division=0) for t in grid]
+    best = np.flatnonzero(np.isclose(f1, max(f1)))
+    shared = min((grid[i] for i in best), key=lambda t: (abs(t - 0.5), t))
+    own = tune_thresholds(y, scores, grid=grid, default=shared)
+    weight = y.sum(axis=0) / (y.sum(axis=0) + SHRINK)
+    return shared + weight * (own - shared)

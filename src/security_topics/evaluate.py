@@ -33,14 +33,22 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         log.warning("the model's labels %s differ from data.labels %s", predictor.labels, list(cfg.data.labels))
     examples = read_sentences(cfg.sentences, labels) if cfg.sentences else []
     articles = read_articles(cfg.articles, labels) if cfg.articles else []
-    metrics = evaluate_predictor(predictor, examples, articles, out_dir)
+    files = [p for p in (cfg.sentences, cfg.articles) if p]
+    real = None
+    if cfg.data.get("real") and (cfg.real_sentences or cfg.real_articles):
+        real = (
+            read_sentences(cfg.real_sentences, labels) if cfg.real_sentences else [],
+            read_articles(cfg.real_articles, labels) if cfg.real_articles else [],
+        )
+        files += [p for p in (cfg.real_sentences, cfg.real_articles) if p]
+    metrics = evaluate_predictor(predictor, examples, articles, out_dir, real=real)
     if cfg.log_to_mlflow:
         tracking.configure(uri, cfg.tracking.evaluation_experiment, cfg.tracking.artifact_root)
         tags = {
             "stage": "evaluate",
             "evaluated_model": str(cfg.model_uri),
             "model": str(predictor.model.card.settings.get("name", predictor.model.card.family)),
-            "data_fingerprint": fingerprint([p for p in (cfg.sentences, cfg.articles) if p]),
+            "data_fingerprint": fingerprint(files),
             **tracking.git_tags(cfg.paths.root_dir),
         }
         with tracking.start_run(run_name=f"evaluate-{out_dir.name}", tags=tags) as run:

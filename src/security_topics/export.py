@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 
 from security_topics.data import Article, Example, read_articles, read_sentences
+from security_topics.decisions import compare, decide, fit_decisions, settings_from_card
 from security_topics.errors import ConfigError, ProjectError
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.metrics import compute_metrics
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
-from security_topics.predictor import Predictor, learn_article_rule
+from security_topics.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -183,29 +184,36 @@ def load_validation(path: str | Path | None, labels: LabelSet) -> tuple[list[Exa
 def retune_card(
     model: TopicModel, sentences: Sequence[Example], articles: Sequence[Article], retune: bool = True
 ) -> dict[str, Any]:
-    """Learn the sentence thresholds and the article rule (same kind as before) again on `model`'s own
-    validation scores and write them into its card; return validation metrics before and after."""
+    """Fit every decision again (sentence thresholds, the article rule of the same kind as before,
+    calibration and the review band) on `model`'s own validation scores and write it into its card;
+    return validation metrics before and after."""
     card = model.card
     labels = LabelSet.of(card.labels)
     y = labels.encode_many([e.labels for e in sentences])
-    probs = model.score([e.text for e in sentences]).probs
-    before = compute_metrics(y, probs >= np.asarray(card.thresholds), labels.names)["macro_f1"]
+    source_decisions = decide(Predictor(model), sentences, [])
     result: dict[str, Any] = {
         "sentences": len(sentences),
         "articles": len(articles),
         "source_thresholds": list(card.thresholds),
-        "val_macro_f1_source_thresholds": before,
+        "val_macro_f1_source_thresholds": compute_metrics(y, source_decisions.sentence_labels, labels.names)[
+            "macro_f1"
+        ],
     }
     if not retune:
         return result
-    card.thresholds = tune_thresholds(y, probs).tolist()
-    result["val_macro_f1"] = compute_metrics(y, probs >= np.asarray(card.thresholds), labels.names)["macro_f1"]
-    kind = card.article_rule.get("kind")
-    if kind and articles:
-        result["source_article_rule"] = card.article_rule
-        result.update(learn_article_rule(model, articles, kinds=(kind,)))
-    elif kind:
+    if card.article_rule and not articles:
         log.warning("no validation articles: the article rule is the source's, learnt on its own scores")
+    settings = settings_from_card(card)
+    rule, calibration, review = dict(card.article_rule), dict(card.calibration), dict(card.review)
+    fitted = fit_decisions(model, sentences, articles, settings)
+    if card.article_rule != rule:
+        result["source_article_rule"] = rule
+    if not articles:  # keep what needs articles to learn: the rule, article calibration, the band
+        card.article_rule = rule
+        card.calibration = {**calibration, "sentence": card.calibration["sentence"]}
+        card.review = {**review, "sentence_bands": card.review.get("sentence_bands", {})}
+    result["val_macro_f1"] = fitted["metrics"]["val_macro_f1"]
+    result.update({k: v for k, v in fitted["metrics"].items() if k.startswith("article_rule_cv_")})
     return result
 
 
@@ -216,36 +224,13 @@ BUDGET = {"macro_f1_points": 0.5, "sentence_label_sets": 0.01, "article_label_se
 def against_source(
     source: TopicModel, exported: TopicModel, sentences: Sequence[Example], articles: Sequence[Article]
 ) -> dict[str, float]:
-    """How far the export's decisions are from the source's, each with its own thresholds and article
-    rule: macro-F1 (points) and the share of label sets that change, on sentences and on articles."""
-    labels = LabelSet.of(source.card.labels)
-    source_sentences, source_articles = _decisions(source, sentences, articles, labels)
-    export_sentences, export_articles = _decisions(exported, sentences, articles, labels)
-    y = labels.encode_many([e.labels for e in sentences])
-    figures = {
-        "macro_f1_points": _f1_points(y, export_sentences, source_sentences, labels),
-        "sentence_label_sets": float(np.any(export_sentences != source_sentences, axis=1).mean()),
-    }
-    if articles:
-        y_articles = labels.encode_many([a.labels for a in articles])
-        figures["article_macro_f1_points"] = _f1_points(y_articles, export_articles, source_articles, labels)
-        figures["article_label_sets"] = float(np.any(export_articles != source_articles, axis=1).mean())
-    return figures
-
-
-def _decisions(
-    model: TopicModel, sentences: Sequence[Example], articles: Sequence[Article], labels: LabelSet
-) -> tuple[np.ndarray, np.ndarray]:
-    """The model's sentence and article label sets (boolean, rows × topics) under its own card."""
-    predictor = Predictor(model)
-    on_sentences = predictor.score_sentences([e.text for e in sentences]) >= predictor.thresholds
-    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-    return on_sentences, np.array([[name in r.labels for name in labels.names] for r in results], dtype=bool)
-
-
-def _f1_points(y: np.ndarray, export: np.ndarray, source: np.ndarray, labels: LabelSet) -> float:
-    f1 = [compute_metrics(y, decided, labels.names)["macro_f1"] for decided in (export, source)]
-    return 100 * (f1[0] - f1[1])
+    """How far the export's decisions are from the source's, each with its own card (`decisions.compare`)."""
+    return compare(
+        decide(Predictor(source), sentences, articles),
+        decide(Predictor(exported), sentences, articles),
+        sentences,
+        articles,
+    )
 
 
 def over_budget(figures: dict[str, float]) -> list[str]:
@@ -329,6 +314,8 @@ def _export_transformer(
         normalization=dict(card.normalization),
         settings={**card.settings, "pad_token_id": int(model.tokenizer.pad_token_id or 0)},
         article_rule=dict(card.article_rule),
+        calibration=dict(card.calibration),
+        review=dict(card.review),
     )
     reference = model.score(check_texts).probs
     fp32_graph = OnnxModel(exported, open_session(fp32_path), Tokenizer.from_file(str(target / TOKENIZER)), target)

@@ -1,9 +1,11 @@
 """The predictor as an MLflow pyfunc model (an MLflow "model from code": no pickling), and its logging.
 
 Input: a DataFrame with a `text` column (each text is an article; a sentence is an article of one
-sentence) and an optional `title` column; the `max_evidence` param (0 = every carrying sentence).
-Output: one row per text in the Predictor's structure: `topics` (a list), `scores` (topic → score),
-`evidence` (a list of {topic, text, start, end, score, source}) and `flags` (a list).
+sentence) and an optional `title` column; params `max_evidence` (0 = every carrying sentence) and
+`review_target` (one of the model's review bands; 0 = the model's own).
+Output: one row per text in the Predictor's structure: `topics` (a list), `scores` (topic → calibrated
+score), `evidence` (a list of {topic, text, start, end, score, source}), `flags` (a list) and
+`needs_review` (the topics in the review band). Request options never change the shared Predictor.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from security_topics.predictor import Predictor
 
 MODEL_DIR_ARTIFACT = "model_dir"
 DEFAULT_MAX_EVIDENCE = 3
+OUTPUT_COLUMNS = ["topics", "scores", "evidence", "flags", "needs_review"]
 
 
 class SecurityTopicsModel(PythonModel):
@@ -36,9 +39,14 @@ class SecurityTopicsModel(PythonModel):
             raise ValueError(f"input needs a 'text' column, got {list(model_input.columns)}")
         texts = model_input["text"].fillna("").astype(str).tolist()
         titles = model_input["title"].fillna("").astype(str).tolist() if "title" in model_input else None
-        self.predictor.max_evidence = int((params or {}).get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None
-        rows = [result.to_row() for result in self.predictor.predict_articles(texts, titles=titles)]
-        return pd.DataFrame(rows, columns=["topics", "scores", "evidence", "flags"])
+        params = params or {}
+        results = self.predictor.predict_articles(
+            texts,
+            titles=titles,
+            max_evidence=int(params.get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None,
+            review_target=float(params.get("review_target") or 0) or None,
+        )
+        return pd.DataFrame([r.to_row() for r in results], columns=OUTPUT_COLUMNS)
 
 
 _COMMON = ("mlflow", "safetensors", "scikit-learn", "scipy", "numpy", "pandas", "iterative-stratification")
@@ -75,7 +83,12 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
             code_paths=[str(Path(__file__).parent)],  # the package travels with the model
             signature=ModelSignature(
                 inputs=Schema([ColSpec("string", "text"), ColSpec("string", "title", required=False)]),
-                params=ParamSchema([ParamSpec("max_evidence", "long", DEFAULT_MAX_EVIDENCE)]),
+                params=ParamSchema(
+                    [
+                        ParamSpec("max_evidence", "long", DEFAULT_MAX_EVIDENCE),
+                        ParamSpec("review_target", "double", 0.0),
+                    ]
+                ),
             ),
             registered_model_name=registered_name or None,
         )

@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.aggregation import ArticleRule, article_features, fit_article_rule
-from security_topics.data import Article
+from security_topics.aggregation import ArticleRule, article_features
+from security_topics.calibration import IDENTITY, Calibrator
 from security_topics.errors import ConfigError
-from security_topics.labels import LabelSet
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
 from security_topics.text import has_arabic, is_boilerplate, split_sentences
@@ -36,7 +35,8 @@ BOILERPLATE = "boilerplate"  # a wire/website line ("اقرأ أيضا: …"): s
 
 @dataclass
 class SentenceResult:
-    """One sentence: its span in the source text, scores for every topic, topics over threshold."""
+    """One sentence: its span in the source text, scores for every topic (calibrated where the model
+    is), topics over threshold. `raw` holds the model's own scores, which the article rule reads."""
 
     text: str
     start: int
@@ -45,9 +45,10 @@ class SentenceResult:
     scores: dict[str, float]
     source: str = "text"
     flags: list[str] = field(default_factory=list)
+    raw: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "raw"}
 
 
 @dataclass
@@ -70,26 +71,40 @@ class TopicResult:
 
 @dataclass
 class ArticleResult:
+    """An article's topics with their evidence, its article scores (calibrated where the model is),
+    its sentences, flags, and `needs_review`: the topics whose score lies in the model's review band
+    (decided by the article rule as ever, but worth a person's look; empty without a band)."""
+
     topics: list[TopicResult]
     scores: dict[str, float]
     sentences: list[SentenceResult]
     flags: list[str] = field(default_factory=list)
+    needs_review: list[str] = field(default_factory=list)
+    raw_scores: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def labels(self) -> tuple[str, ...]:
         return tuple(t.topic for t in self.topics)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"labels": list(self.labels), **asdict(self)}
+        return {
+            "labels": list(self.labels),
+            "topics": [asdict(t) for t in self.topics],
+            "scores": dict(self.scores),
+            "sentences": [s.to_dict() for s in self.sentences],
+            "flags": list(self.flags),
+            "needs_review": list(self.needs_review),
+        }
 
     def to_row(self) -> dict[str, Any]:
         """The flat row that tables and services hold (pyfunc output, scored archives): topics,
-        scores, evidence as `{topic, text, start, end, score, source}`, flags."""
+        scores, evidence as `{topic, text, start, end, score, source}`, flags, needs_review."""
         return {
             "topics": list(self.labels),
             "scores": dict(self.scores),
             "evidence": [{"topic": t.topic, **asdict(e)} for t in self.topics for e in t.evidence],
             "flags": list(self.flags),
+            "needs_review": list(self.needs_review),
         }
 
 
@@ -106,30 +121,45 @@ def resolve_model_dir(path_or_uri: str | Path, tracking_uri: str | None = None) 
     raise ModelDirError(f"{text} holds no security-topics model directory (looked under {root})")
 
 
+_KEEP = object()  # a per-call option left at the Predictor's own setting
+
+
 class Predictor:
     """Scores sentences in batches and aggregates them into article topics with evidence.
 
+    The predictor applies what the model card holds and learns nothing: sentence thresholds, the
+    article rule, calibration (scores a user sees are calibrated; thresholds are re-expressed on that
+    scale, so the labels are those of the model's own scores) and the review band.
     `max_evidence` caps the evidence sentences per topic (best first); 0 or None keeps all.
+    `review_target` picks one of the card's review bands (default: the card's own target).
     """
 
-    def __init__(self, model: TopicModel, batch_size: int = 64, max_evidence: int | None = 3) -> None:
+    def __init__(
+        self,
+        model: TopicModel,
+        batch_size: int = 64,
+        max_evidence: int | None = 3,
+        review_target: float | None = None,
+    ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
-        if max_evidence is not None and (not isinstance(max_evidence, int) or max_evidence < 0):
-            raise ConfigError(f"max_evidence must be a whole number ≥ 0 or None, got {max_evidence!r}")
+        _check_max_evidence(max_evidence)
         self.model = model
-        self.labels = list(model.card.labels)
-        self.thresholds = np.asarray(model.card.thresholds, dtype=np.float64)
+        card = model.card
+        self.labels = list(card.labels)
+        self.raw_thresholds = np.asarray(card.thresholds, dtype=np.float64)
         try:
-            self.article_rule = ArticleRule.from_dict(model.card.article_rule, self.thresholds)
+            self.article_rule = ArticleRule.from_dict(card.article_rule, self.raw_thresholds)
+            self.sentence_calibrators = _calibrators(card.calibration.get("sentence"), len(self.labels))
+            self.article_calibrators = _calibrators(card.calibration.get("article"), len(self.labels))
         except (ValueError, KeyError, TypeError) as err:
-            raise ModelDirError(f"the model card's article_rule is not usable: {err}") from None
+            raise ModelDirError(f"the model card's article_rule or calibration is not usable: {err}") from None
+        self.thresholds = _apply(self.sentence_calibrators, self.raw_thresholds)
+        self.article_thresholds = _apply(self.article_calibrators, self.article_rule.thresholds)
+        self.review_targets = sorted(float(t) for t in (card.review or {}).get("bands", {}))
+        self.review_target = self._check_review_target(review_target)
         self.batch_size = batch_size
         self.max_evidence = max_evidence or None
-
-    @property
-    def article_thresholds(self) -> np.ndarray:
-        return self.article_rule.thresholds
 
     @classmethod
     def load(
@@ -141,6 +171,7 @@ class Predictor:
         max_evidence: int | None = 3,
         precision: str = "fp32",
         num_threads: int | None = None,
+        review_target: float | None = None,
     ) -> Predictor:
         """Load a model directory or an MLflow model URI (looked up in `tracking_uri`, else
         MLFLOW_TRACKING_URI, else experiments/mlflow.db).
@@ -149,6 +180,7 @@ class Predictor:
         the CPU or GPU has it natively); torch models only, an exported ONNX model has its own.
         `num_threads`: torch's process-wide thread count is set only when given; ONNX Runtime sessions
         use it, or `default_num_threads()` (half the usable CPUs) when None.
+        `review_target`: the precision and recall wanted outside the review band (one of the card's).
         """
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number ≥ 1 or None, got {num_threads!r}")
@@ -157,10 +189,37 @@ class Predictor:
         )
         if num_threads is not None and "torch" in sys.modules:  # a torch family was loaded
             sys.modules["torch"].set_num_threads(num_threads)
-        return cls(model, batch_size=batch_size, max_evidence=max_evidence)
+        return cls(model, batch_size=batch_size, max_evidence=max_evidence, review_target=review_target)
+
+    def _check_review_target(self, target: float | None) -> float | None:
+        """The review band's target: the card's own when None; one of the card's bands otherwise."""
+        review = self.model.card.review or {}
+        if target is None:
+            return float(review["target"]) if review.get("target") is not None and self.review_targets else None
+        if not self.review_targets:
+            raise ConfigError(
+                "review_target: this model has no review band (trained before calibration and review bands); "
+                "train it again, or leave the target out"
+            )
+        if not isinstance(target, (int, float)) or isinstance(target, bool) or float(target) not in self.review_targets:
+            raise ConfigError(f"review_target must be one of the model's {self.review_targets}, got {target!r}")
+        return float(target)
+
+    def band(self, review_target: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(reject, accept) per topic on the calibrated article scores, or None without a band."""
+        target = self.review_target if review_target is None else self._check_review_target(review_target)
+        if target is None:
+            return None
+        bands = self.model.card.review["bands"]
+        band = next(v for k, v in bands.items() if float(k) == target)
+        return np.asarray(band["reject"], dtype=np.float64), np.asarray(band["accept"], dtype=np.float64)
 
     def score_sentences(self, sentences: Sequence[str]) -> np.ndarray:
-        """Probabilities (sentences × topics) for texts taken as single sentences."""
+        """Probabilities (sentences × topics) for texts taken as single sentences (calibrated)."""
+        return _apply(self.sentence_calibrators, self.raw_scores(sentences))
+
+    def raw_scores(self, sentences: Sequence[str]) -> np.ndarray:
+        """The model's own scores (sentences × topics), before calibration: what thresholds were tuned on."""
         return self.model.score(_texts(sentences, "sentences"), batch_size=self.batch_size).probs
 
     def predict_sentences(self, sentences: Sequence[str]) -> list[SentenceResult]:
@@ -168,20 +227,30 @@ class Predictor:
         spans = [(s, 0, len(s), "text") for s in _texts(sentences, "sentences")]
         return self._score_spans(spans)
 
-    def predict_article(self, text: str | None, title: str | None = None) -> ArticleResult:
-        return self.predict_articles([text], titles=[title])[0]
+    def predict_article(
+        self, text: str | None, title: str | None = None, *, max_evidence: Any = _KEEP, review_target: Any = None
+    ) -> ArticleResult:
+        return self.predict_articles([text], [title], max_evidence=max_evidence, review_target=review_target)[0]
 
     def predict_articles(
-        self, texts: Sequence[str | None], titles: Sequence[str | None] | None = None
+        self,
+        texts: Sequence[str | None],
+        titles: Sequence[str | None] | None = None,
+        *,
+        max_evidence: Any = _KEEP,
+        review_target: float | None = None,
     ) -> list[ArticleResult]:
         """Split every article into sentences, score all of them in one batched pass, aggregate.
 
-        `None` is an empty article (or no title).
+        `None` is an empty article (or no title). `max_evidence` and `review_target` apply to this
+        call only (a shared Predictor never carries one request's options into another).
         """
         texts = _texts(texts, "texts", allow_none=True)
         titles = _texts(titles, "titles", allow_none=True) if titles is not None else [None] * len(texts)
         if len(titles) != len(texts):
             raise ValueError(f"{len(titles)} titles for {len(texts)} articles")
+        cap = self.max_evidence if max_evidence is _KEEP else (_check_max_evidence(max_evidence) or None)
+        band = self.band(review_target)
         spans, owners = [], []
         for i, (text, title) in enumerate(zip(texts, titles)):
             if title and title.strip():
@@ -197,18 +266,19 @@ class Predictor:
         grouped: list[list[SentenceResult]] = [[] for _ in texts]
         for owner, result in zip(owners, scored):
             grouped[owner].append(result)
-        return [self._aggregate(sentences) for sentences in grouped]
+        return [self._aggregate(sentences, cap, band) for sentences in grouped]
 
     def _score_spans(self, spans: Sequence[tuple[str, int, int, str]]) -> list[SentenceResult]:
         keep = [i for i, span in enumerate(spans) if span[0].strip()]
         scores = self.model.score([spans[i][0] for i in keep], batch_size=self.batch_size)
+        calibrated = _apply(self.sentence_calibrators, scores.probs)
         results = []
         row = {i: r for r, i in enumerate(keep)}
         for i, (text, start, end, source) in enumerate(spans):
             if i not in row:
                 results.append(SentenceResult(text, start, end, [], {}, source, [EMPTY]))
                 continue
-            probs = scores.probs[row[i]]
+            raw = scores.probs[row[i]]
             flags = [
                 flag for flag, on in ((NO_ARABIC, not has_arabic(text)), (TRUNCATED, scores.truncated[row[i]])) if on
             ]
@@ -217,38 +287,40 @@ class Predictor:
                     text=text,
                     start=start,
                     end=end,
-                    topics=[n for n, p, t in zip(self.labels, probs, self.thresholds) if p >= t],
-                    scores={n: float(p) for n, p in zip(self.labels, probs)},
+                    topics=[n for n, p, t in zip(self.labels, raw, self.raw_thresholds) if p >= t],
+                    scores={n: float(p) for n, p in zip(self.labels, calibrated[row[i]])},
                     source=source,
                     flags=flags,
+                    raw=raw,
                 )
             )
         return results
 
     def article_features(self, sentences: Sequence[SentenceResult]) -> np.ndarray:
         """The article rule's features (topics × features) from an article's scored sentences
-        (boilerplate lines left out)."""
+        (boilerplate lines left out), computed on the model's own scores."""
         scored = _deciding(sentences)
-        probs = np.array([[s.scores[n] for n in self.labels] for s in scored]).reshape(-1, len(self.labels))
-        return article_features(probs, np.array([s.source == "title" for s in scored]), self.thresholds)
+        probs = np.array([s.raw for s in scored]).reshape(-1, len(self.labels))
+        return article_features(probs, np.array([s.source == "title" for s in scored]), self.raw_thresholds)
 
-    def _aggregate(self, sentences: list[SentenceResult]) -> ArticleResult:
+    def _aggregate(
+        self, sentences: list[SentenceResult], cap: int | None, band: tuple[np.ndarray, np.ndarray] | None
+    ) -> ArticleResult:
         """Article topics by the model's article rule; the evidence is the sentences that carry each
         topic (over the sentence threshold, best first; the best sentence when none passes)."""
         deciding = _deciding(sentences)
         if not deciding:
             return ArticleResult([], {}, sentences, [EMPTY])
-        article_scores = self.article_rule.scores(self.article_features(sentences))
-        scores = {name: float(p) for name, p in zip(self.labels, article_scores)}
+        raw = self.article_rule.scores(self.article_features(sentences))
+        calibrated = _apply(self.article_calibrators, raw)
+        scores = {name: float(p) for name, p in zip(self.labels, calibrated)}
         topics = []
         for j, name in enumerate(self.labels):
-            if article_scores[j] < self.article_thresholds[j]:
+            if raw[j] < self.article_rule.thresholds[j]:
                 continue
-            ranked = sorted(deciding, key=lambda s: -s.scores[name])
-            carriers = [s for s in ranked if s.scores[name] >= self.thresholds[j]] or ranked[:1]
-            evidence = [
-                Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[: self.max_evidence]
-            ]
+            ranked = sorted(deciding, key=lambda s: -s.raw[j])
+            carriers = [s for s in ranked if s.raw[j] >= self.raw_thresholds[j]] or ranked[:1]
+            evidence = [Evidence(s.text, s.start, s.end, s.scores[name], s.source) for s in carriers[:cap]]
             topics.append(TopicResult(name, scores[name], evidence))
         topics.sort(key=lambda t: -t.score)
         flags = []
@@ -256,22 +328,37 @@ class Predictor:
             flags.append(NO_ARABIC)
         if any(TRUNCATED in s.flags for s in sentences):
             flags.append(TRUNCATED)
-        return ArticleResult(topics, scores, sentences, flags)
+        review = []
+        if band is not None:
+            review = [n for n, p, lo, hi in zip(self.labels, calibrated, *band) if lo <= p < hi]
+        raw_scores = {name: float(p) for name, p in zip(self.labels, raw)}
+        return ArticleResult(topics, scores, sentences, flags, review, raw_scores)
 
 
-def learn_article_rule(
-    model: TopicModel, articles: Sequence[Article], kinds: Sequence[str], seed: int = 0
-) -> dict[str, float]:
-    """Learn the article rule on labelled articles from `model`'s own sentence scores at its card's
-    thresholds, write it into the card, and return each kind's cross-validated macro-F1. Training
-    and export both learn it here, so an exported model's rule is learnt as the trained one was."""
-    predictor = Predictor(model)
-    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-    features = [predictor.article_features(r.sentences) for r in results]
-    y = LabelSet.of(model.card.labels).encode_many([a.labels for a in articles])
-    rule, scores = fit_article_rule(features, y, kinds=kinds, seed=seed)
-    model.card.article_rule = rule.to_dict()
-    return scores
+def _calibrators(values: Any, n_topics: int) -> list[Calibrator]:
+    """One calibrator per topic from the card (identity for older cards without calibration)."""
+    if not values:
+        return [IDENTITY] * n_topics
+    if not isinstance(values, list) or len(values) != n_topics:
+        raise ValueError(f"expected one calibrator per topic ({n_topics}), got {values!r}")
+    return [Calibrator.from_dict(v) for v in values]
+
+
+def _apply(calibrators: Sequence[Calibrator], scores: np.ndarray) -> np.ndarray:
+    """Calibrated scores: column j through topic j's calibrator (a vector is one row)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if all(c is IDENTITY or c.kind == "none" for c in calibrators):
+        return scores.copy()
+    out = np.empty_like(scores)
+    for j, calibrator in enumerate(calibrators):
+        out[..., j] = calibrator(scores[..., j])
+    return out
+
+
+def _check_max_evidence(value: Any) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise ConfigError(f"max_evidence must be a whole number ≥ 0 or None, got {value!r}")
+    return value
 
 
 def _deciding(sentences: Sequence[SentenceResult]) -> list[SentenceResult]:

@@ -66,6 +66,7 @@ OUTPUT_SCHEMA = pa.schema(
         ("scores", pa.map_(pa.string(), pa.float64())),
         ("evidence", pa.list_(EVIDENCE_TYPE)),
         ("flags", pa.list_(pa.string())),
+        ("needs_review", pa.list_(pa.string())),
         ("model", MODEL_TYPE),
     ]
 )
@@ -383,6 +384,7 @@ def score_local(
     tracking_uri: str | None = None,
     max_evidence: int | None = 3,
     device: str = "auto",
+    review_target: float | None = None,
     on_progress: Callable[[int], Any] | None = None,
 ) -> ScoreSummary:
     """Score every article of INPUT into the OUTPUT folder, `batch_size` articles per part, in one
@@ -402,7 +404,7 @@ def score_local(
             f"{output} holds rows scored by another model ({', '.join(sorted(checksums))}; this one is "
             f"{model_info['checksum']}): resume with that model, or score into a new OUTPUT"
         )
-    predictor = Predictor.load(directory, device=device, max_evidence=max_evidence)
+    predictor = Predictor.load(directory, device=device, max_evidence=max_evidence, review_target=review_target)
     summary = ScoreSummary(output, model=model_info)
     if done_ids:
         log.info("%s already holds %d scored articles: skipping their ids", output, len(done_ids))

@@ -147,13 +147,13 @@ def _read_units(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 yield pa.RecordBatch.from_pylist(rows, schema=RECORD_SCHEMA)
 
 
-def _predictor(model: str, tracking_uri: str | None, max_evidence: int | None, device: str) -> Predictor:
+def _predictor(model: str, tracking_uri: str | None, options: dict[str, Any]) -> Predictor:
     """This Python worker's Predictor: loaded by its first task, reused by the next ones."""
-    key = (model, tracking_uri, max_evidence, device)
+    key = (model, tracking_uri, tuple(sorted(options.items())))
     if key not in _PREDICTORS:
         from security_topics.predictor import Predictor
 
-        _PREDICTORS[key] = Predictor.load(model, device=device, tracking_uri=tracking_uri, max_evidence=max_evidence)
+        _PREDICTORS[key] = Predictor.load(model, tracking_uri=tracking_uri, **options)
     return _PREDICTORS[key]
 
 
@@ -161,12 +161,11 @@ def _score_batches(
     batches: Iterator[pa.RecordBatch],
     model: str,
     tracking_uri: str | None,
-    max_evidence: int | None,
-    device: str,
+    options: dict[str, Any],
     info: dict[str, str],
 ) -> Iterator[pa.RecordBatch]:
     """Executor side: score each Arrow batch of articles with this worker's Predictor."""
-    predictor = _predictor(model, tracking_uri, max_evidence, device)
+    predictor = _predictor(model, tracking_uri, options)
     for batch in batches:
         rows = [InputRow(r["source"], r["line"], r["id"], r["text"], r["title"]) for r in batch.to_pylist()]
         if rows:
@@ -221,6 +220,7 @@ def score_spark(
     tracking_uri: str | None = None,
     max_evidence: int | None = 3,
     device: str = "auto",
+    review_target: float | None = None,
 ) -> ScoreSummary:
     """Score INPUT into a new OUTPUT folder with a Spark job. Resuming is the local engine's:
     Spark retries failed tasks itself, and an existing OUTPUT is refused rather than mixed."""
@@ -241,7 +241,8 @@ def score_spark(
     model_ref = str(directory.resolve()) if master.startswith("local") else str(model)
     spark = start_spark(master, batch_size=batch_size)
     try:
-        return _run_job(spark, files, output, model_ref, tracking_uri, max_evidence, device, info, batch_size)
+        options = {"max_evidence": max_evidence, "device": device, "review_target": review_target}
+        return _run_job(spark, files, output, model_ref, tracking_uri, options, info, batch_size)
     except (ConfigError, EngineError):
         raise
     except Exception as err:
@@ -258,8 +259,7 @@ def _run_job(
     output: Path,
     model_ref: str,
     tracking_uri: str | None,
-    max_evidence: int | None,
-    device: str,
+    options: dict[str, Any],
     info: dict[str, str],
     batch_size: int,
 ) -> ScoreSummary:
@@ -303,9 +303,7 @@ def _run_job(
     count = articles.count()
     # every core busy, and tasks of at most 4 Arrow batches of `batch_size` articles each
     partitions = max(1, min(count, max(parallelism, math.ceil(count / (batch_size * 4)))))
-    score = functools.partial(
-        _score_batches, model=model_ref, tracking_uri=tracking_uri, max_evidence=max_evidence, device=device, info=info
-    )
+    score = functools.partial(_score_batches, model=model_ref, tracking_uri=tracking_uri, options=options, info=info)
     scored = articles.repartition(partitions).mapInArrow(score, from_arrow_schema(OUTPUT_SCHEMA))
     log.info("scoring %d articles in %d Spark partitions on %s", count, partitions, spark.sparkContext.master)
     writer = scored.write.mode("errorifexists").option("ignoreNullFields", "false")

@@ -13,42 +13,34 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import hydra
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from security_topics import distributed, tracking
-from security_topics.aggregation import RULE_KINDS
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import fingerprint
+from security_topics.decisions import DecisionSettings, decide, fit_decisions
 from security_topics.errors import ConfigError, exit_on_project_errors
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.metrics import compute_metrics
 from security_topics.mlflow_model import log_model
 from security_topics.models.card import CARD_FILE
-from security_topics.predictor import Predictor, learn_article_rule
+from security_topics.predictor import Predictor
 from security_topics.recipes.settings import TrainerSettings
 from security_topics.reporting import evaluate_predictor
+from security_topics.splits import REAL
 
 log = logging.getLogger(__name__)
 
-THRESHOLD_MODES = ("tune", "fixed")
-ARTICLE_RULES = ("auto", "max", "logistic", "sentence")
 RUN_FILE = "mlflow_run.json"  # in every run folder: which MLflow run wrote it (links resumed runs)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run the pipeline; outputs go to `cfg.output_dir`."""
-    if cfg.thresholds.mode not in THRESHOLD_MODES:
-        raise ConfigError(f"thresholds.mode must be 'tune' or 'fixed', got {cfg.thresholds.mode!r}")
-    if cfg.thresholds.mode == "fixed" and not isinstance(cfg.thresholds.value, (int, float)):
-        raise ConfigError(f"thresholds.value must be a number, got {cfg.thresholds.value!r}")
     if cfg.save_dir_policy not in ("better", "always"):
         raise ConfigError(f"save_dir_policy must be 'better' or 'always', got {cfg.save_dir_policy!r}")
-    if cfg.article_rule not in ARTICLE_RULES:
-        raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {cfg.article_rule!r}")
+    decision_settings = decision_settings_from(cfg)
     settings: TrainerSettings = hydra.utils.instantiate(cfg.trainer)
     recipe = hydra.utils.instantiate(cfg.model)
     spec = CorpusSpec.from_mapping(OmegaConf.to_container(cfg.data, resolve=True))
@@ -73,7 +65,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     sweep = _sweep_tags()
     tags = {
         "model": cfg.model.name,
-        "data_fingerprint": fingerprint([p for p in (spec.sentences, spec.articles) if p]),
+        "data_fingerprint": fingerprint(spec.files),
         "stage": "train",
         **tracking.git_tags(cfg.paths.root_dir),
         **sweep,
@@ -90,25 +82,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
         train_seconds = time.perf_counter() - started
 
-        y_val = labels.encode_many([e.labels for e in sentences["validation"]])
-        val_probs = model.score([e.text for e in sentences["validation"]]).probs
-        if cfg.thresholds.mode == "tune":
-            model.card.thresholds = tune_thresholds(y_val, val_probs).tolist()
-        else:
-            model.card.thresholds = [float(cfg.thresholds.value)] * len(labels)
-        metrics = {
-            f"val_{k}": v
-            for k, v in compute_metrics(y_val, val_probs >= np.asarray(model.card.thresholds), labels.names).items()
-        }
-        rule_metrics = _learn_article_rule(model, articles["validation"], cfg.article_rule, settings.seed)
+        fitted = fit_decisions(model, sentences["validation"], articles["validation"], decision_settings)
+        metrics = fitted["metrics"]
+        (run_dir / "eval").mkdir(parents=True, exist_ok=True)
+        (run_dir / "eval" / "decisions.json").write_text(json.dumps(fitted["info"], indent=2) + "\n")
 
         model_dir = run_dir / "model"
         model.save(model_dir)
         (model_dir / "training_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         if cfg.save_dir and not parent:  # sweep jobs keep their models in their own run dirs
             _save_if_better(Path(cfg.save_dir), model_dir, metrics["val_macro_f1"], sentences["validation"], cfg)
-        metrics.update(evaluate_predictor(Predictor(model), sentences["test"], articles["test"], run_dir / "eval"))
-        metrics.update(rule_metrics, train_seconds=train_seconds)
+        real = (sentences[REAL], articles[REAL]) if REAL in sentences else None
+        metrics.update(
+            evaluate_predictor(Predictor(model), sentences["test"], articles["test"], run_dir / "eval", real=real)
+        )
+        metrics.update(train_seconds=train_seconds)
         tracking.log_metrics(metrics)
         tracking.log_artifacts(run_dir / "eval", "eval")
         uri = log_model(model_dir, cfg.tracking.registered_model_name) if cfg.tracking.log_model else None
@@ -124,19 +112,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model.card.article_rule.get("kind", "sentence"),
         train_seconds,
     )
+    if "test_real_macro_f1" in metrics:
+        log.info(
+            "real news held out (test_real): sentence macro-F1 %.3f, article micro-F1 %.3f, article macro-F1 %.3f",
+            metrics["test_real_macro_f1"],
+            metrics.get("article_real_micro_f1", float("nan")),
+            metrics.get("article_real_macro_f1", float("nan")),
+        )
     return metrics
 
 
-def _learn_article_rule(model: Any, articles: list, mode: str, seed: int) -> dict[str, float]:
-    """Learn the article rule on the validation articles and write it into the model's card."""
-    if mode == "sentence" or not articles:
-        if mode != "sentence":
-            log.warning("no validation articles: articles use the sentence thresholds on their best sentence")
-        model.card.article_rule = {}
-        return {}
-    scores = learn_article_rule(model, articles, kinds=RULE_KINDS if mode == "auto" else (mode,), seed=seed)
-    log.info("article rule: %s (cross-validated on validation articles: %s)", model.card.article_rule["kind"], scores)
-    return scores
+def decision_settings_from(cfg: DictConfig) -> DecisionSettings:
+    """How thresholds, the article rule, calibration and the review band are fitted (checked now)."""
+    return DecisionSettings(
+        thresholds=cfg.thresholds.mode,
+        threshold_value=cfg.thresholds.value,
+        article_rule=cfg.article_rule,
+        calibration=tuple(cfg.calibration.choose),
+        review_target=cfg.review.target,
+        seed=cfg.trainer.seed,
+    )
 
 
 def _resumed_from(resume: Path) -> dict[str, str]:
@@ -196,8 +191,7 @@ def _held_model_score(target: Path, validation: list) -> float | None:
     if not validation or any(label not in labels for e in validation for label in e.labels):
         return None
     y = labels.encode_many([e.labels for e in validation])
-    predicted = predictor.score_sentences([e.text for e in validation]) >= predictor.thresholds
-    return compute_metrics(y, predicted, labels.names)["macro_f1"]
+    return compute_metrics(y, decide(predictor, validation, []).sentence_labels, labels.names)["macro_f1"]
 
 
 def _replace_model_dir(target: Path, model_dir: Path) -> None:

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from security_topics import tracking
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import read_sentences
+from security_topics.decisions import decide
 from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, majority_baseline
@@ -88,11 +89,40 @@ def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
 def test_saved_model_directory_is_self_describing(tiny_run):
     cfg, model_dir = tiny_run.cfg, tiny_run.model_dir
     card = json.loads(open(model_dir + "/security_topics.json").read())
-    assert card["labels"] == list(cfg.data.labels) and card["format_version"] == 2
+    assert card["labels"] == list(cfg.data.labels) and card["format_version"] == 3
     assert len(card["thresholds"]) == len(card["labels"]) == len(card["article_rule"]["thresholds"])
     assert card["article_rule"]["kind"] in ("max", "logistic")
     assert card["normalization"]["diacritics"] is True
     assert {"model.safetensors", "tokenizer.json", "config.json", "training_config.yaml"} <= set(os.listdir(model_dir))
+
+
+def test_calibration_changes_scores_not_labels_and_old_cards_behave_as_before(tfidf_run, tmp_path):
+    """The test split's label sets, sentences and articles, are the same with the card's calibrators
+    and without them (a version-2 card: no calibration, no band), and the scores are calibrated."""
+    import shutil
+
+    splits = _splits(tfidf_run.cfg)
+    sentences, articles = splits.sentences["test"], splits.articles["test"]
+    old = tmp_path / "v2"
+    shutil.copytree(tfidf_run.model_dir, old)
+    card = json.loads((old / "security_topics.json").read_text())
+    assert card["calibration"]["sentence"] and card["calibration"]["article"] and card["review"]["bands"]
+    card.update(format_version=2)
+    del card["calibration"], card["review"]
+    (old / "security_topics.json").write_text(json.dumps(card))
+    new, before = (
+        decide(Predictor.load(tfidf_run.model_dir), sentences, articles),
+        decide(Predictor.load(old), sentences, articles),
+    )
+    assert np.array_equal(new.sentence_labels, before.sentence_labels)
+    assert np.array_equal(new.article_labels, before.article_labels)
+    assert np.array_equal(new.sentence_raw, before.sentence_raw) and np.array_equal(
+        before.sentence_scores, before.sentence_raw
+    )
+    assert not np.allclose(new.sentence_scores, before.sentence_scores) or not np.allclose(
+        new.article_scores, before.article_scores
+    )
+    assert not before.needs_review.any() and Predictor.load(old).review_target is None
 
 
 def test_a_version_1_model_directory_still_loads(tfidf_run, tmp_path):
@@ -102,7 +132,7 @@ def test_a_version_1_model_directory_still_loads(tfidf_run, tmp_path):
     shutil.copytree(tfidf_run.model_dir, old)
     card = json.loads((old / "security_topics.json").read_text())
     card["format_version"] = 1
-    del card["article_rule"]
+    del card["article_rule"], card["calibration"], card["review"]  # version 1 had none of them
     (old / "security_topics.json").write_text(json.dumps(card))
     predictor = Predictor.load(old)
     assert predictor.article_rule.kind == "max"
@@ -123,11 +153,15 @@ def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
     frame = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}))
     assert frame["topics"].tolist() == [list(r.labels) for r in local]
     assert frame["scores"].tolist() == [r.scores for r in local]
+    assert frame["needs_review"].tolist() == [r.needs_review for r in local]
     assert frame["evidence"].tolist() == [
         [{"topic": t.topic, **vars(e)} for t in r.topics for e in t.evidence] for r in local
     ]
     every = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}), params={"max_evidence": 0})
     assert all(len(a) >= len(b) for a, b in zip(every["evidence"], frame["evidence"]))
+    loose = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}), params={"review_target": 0.9})
+    strict = Predictor.load(run.model_dir, review_target=0.9).predict_articles(texts, titles)
+    assert loose["needs_review"].tolist() == [r.needs_review for r in strict]
 
 
 def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
@@ -203,7 +237,7 @@ def test_bad_threshold_mode_stops_before_training(workspace):
     never = workspace / "never"
     with pytest.raises(ConfigError, match="thresholds.mode must be 'tune' or 'fixed', got 'tuned'"):
         train(compose_train(workspace, "model=tfidf", "thresholds.mode=tuned", f"output_dir={never}"))
-    with pytest.raises(ConfigError, match="thresholds.value must be a number, got 'abc'"):
+    with pytest.raises(ConfigError, match="thresholds.value must be a number between 0 and 1, got 'abc'"):
         train(compose_train(workspace, "model=tfidf", "thresholds.mode=fixed", "thresholds.value=abc"))
     assert not never.exists()
 
@@ -252,8 +286,8 @@ def test_an_ensemble_trains_saves_and_loads_like_any_model(workspace):
     texts = ["ضبط شحنة كبتاجون في ميناء جدة", "اختراق خوادم شركة الطيران"]
     w_tfidf = card["settings"]["weights"][0]
     tiny = Predictor.load(run.dir / "model" / "members" / "tiny")
-    expected = w_tfidf * member.score_sentences(texts) + (1 - w_tfidf) * tiny.score_sentences(texts)
-    assert np.allclose(predictor.score_sentences(texts), expected)
+    expected = w_tfidf * member.raw_scores(texts) + (1 - w_tfidf) * tiny.raw_scores(texts)
+    assert np.allclose(predictor.raw_scores(texts), expected)  # the model's own scores, before calibration
     assert run.metrics["test_macro_f1"] > _majority_macro_f1(run.cfg, "test") + 0.4
 
 

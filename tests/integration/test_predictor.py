@@ -47,10 +47,11 @@ def test_article_topics_come_with_evidence_spans(predictor):
 def test_sentence_scores_match_the_model(predictor):
     texts = ["تفكيك خلية إرهابية في بغداد", "هجوم فدية على شبكة المستشفى"]
     results = predictor.predict_sentences(texts)
-    probs = predictor.model.score(texts).probs
-    assert np.allclose([[r.scores[n] for n in predictor.labels] for r in results], probs, atol=1e-6)
+    probs = predictor.model.score(texts).probs  # the model's own scores; results show them calibrated
+    assert np.allclose([[r.scores[n] for n in predictor.labels] for r in results], predictor.score_sentences(texts))
+    assert np.allclose([r.raw for r in results], probs, atol=1e-6)
     for r, row in zip(results, probs):
-        assert r.topics == [n for n, p, t in zip(predictor.labels, row, predictor.thresholds) if p >= t]
+        assert r.topics == [n for n, p, t in zip(predictor.labels, row, predictor.raw_thresholds) if p >= t]
 
 
 def test_over_long_sentences_are_truncated_with_a_flag(tiny_run):

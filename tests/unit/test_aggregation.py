@@ -57,7 +57,8 @@ def _articles(rng, n, passing_mentions):
 
 def test_learning_picks_the_logistic_rule_where_one_sentence_is_not_enough():
     features, y = _articles(np.random.default_rng(1), 80, passing_mentions=True)
-    rule, scores = fit_article_rule(features, y, seed=0)
+    fit = fit_article_rule(features, y, seed=0)
+    rule, scores = fit.rule, fit.cv
     assert rule.kind == "logistic"
     assert scores["article_rule_cv_logistic_macro_f1"] > scores["article_rule_cv_max_macro_f1"]
     held_out, y_out = _articles(np.random.default_rng(2), 40, passing_mentions=True)
@@ -67,6 +68,7 @@ def test_learning_picks_the_logistic_rule_where_one_sentence_is_not_enough():
 
 def test_learning_keeps_the_simple_rule_when_it_is_as_good():
     features, y = _articles(np.random.default_rng(3), 60, passing_mentions=False)
-    rule, scores = fit_article_rule(features, y, seed=0)
+    fit = fit_article_rule(features, y, seed=0)
+    rule, scores = fit.rule, fit.cv
     assert scores["article_rule_cv_max_macro_f1"] == 1.0 and rule.kind == "max"
-    assert fit_article_rule(features, y, kinds=("logistic",), seed=0)[0].kind == "logistic"
+    assert fit_article_rule(features, y, kinds=("logistic",), seed=0).rule.kind == "logistic"

@@ -43,7 +43,7 @@ def test_the_evidence_cap_is_an_argument_and_zero_keeps_every_carrier():
     assert len(predictor(max_evidence=0).predict_article(ARTICLE).topics[0].evidence) == 3
     with pytest.raises(ConfigError, match="max_evidence"):
         predictor(max_evidence=-1)
-    with pytest.raises(ModelDirError, match="article_rule is not usable"):
+    with pytest.raises(ModelDirError, match="article_rule or calibration is not usable"):
         predictor(article_rule={"kind": "median", "thresholds": [0.5, 0.5]})
 
 
@@ -135,3 +135,70 @@ def test_a_read_also_line_is_scored_but_never_labels_the_article():
     line = next(s for s in result.sentences if s.text == read_also)
     assert line.flags == [BOILERPLATE] and line.topics == ["b"]  # the sentence itself still says b
     assert Predictor(model).predict_article(read_also).flags == [EMPTY]  # nothing left to decide on
+
+
+# --- calibration and the review band --------------------------------------------------------
+
+HALF = {"kind": "temperature", "a": 1.0, "b": -np.log(3.0)}  # odds divided by 3: 0.75 -> 0.5, 0.9 -> 0.75
+BAND_RULE = {"kind": "max", "thresholds": [0.5, 0.5]}
+
+
+def calibrated(**review):
+    model = FakeModel(SCORES, article_rule=BAND_RULE)
+    model.card.calibration = {"sentence": [HALF, {"kind": "none"}], "article": [HALF, {"kind": "none"}]}
+    model.card.review = review
+    return model
+
+
+def test_calibrated_scores_keep_the_labels_and_move_the_thresholds_with_them():
+    plain = Predictor(FakeModel(SCORES, article_rule=BAND_RULE)).predict_article(ARTICLE, title=TITLE)
+    p = Predictor(calibrated())
+    result = p.predict_article(ARTICLE, title=TITLE)
+    assert result.labels == plain.labels == ("a", "b")
+    assert result.scores["a"] == pytest.approx(0.75) and plain.scores["a"] == pytest.approx(0.9)
+    assert result.scores["b"] == plain.scores["b"]  # b has no calibrator
+    assert [s.topics for s in result.sentences] == [s.topics for s in plain.sentences]
+    assert p.thresholds[0] == pytest.approx(0.25) and p.article_thresholds[0] == pytest.approx(0.25)
+    texts = [S1, S2, S3, S4]
+    assert np.array_equal(p.score_sentences(texts) >= p.thresholds, p.raw_scores(texts) >= p.raw_thresholds)
+    assert result.topics[0].evidence[0].score == pytest.approx(0.75)  # evidence shows calibrated scores
+
+
+def test_needs_review_marks_topics_inside_the_band_in_every_output():
+    bands = {
+        "0.99": {"reject": [0.2, 0.2], "accept": [0.8, 0.6]},  # a: 0.75 inside; b: 0.55 inside
+        "0.9": {"reject": [0.2, 0.2], "accept": [0.7, 0.5]},  # a: 0.75 above accept; b: 0.55 above
+    }
+    p = Predictor(calibrated(target=0.99, bands=bands))
+    result = p.predict_article(ARTICLE, title=TITLE)
+    assert result.needs_review == ["a", "b"] and result.labels == ("a", "b")  # flagged, still decided
+    assert result.to_row()["needs_review"] == ["a", "b"] and result.to_dict()["needs_review"] == ["a", "b"]
+    assert p.predict_article(ARTICLE, review_target=0.9).needs_review == []  # per call
+    assert p.review_target == 0.99  # ...which leaves the predictor as it was
+    assert (
+        Predictor(calibrated(target=0.99, bands=bands), review_target=0.9).predict_article(ARTICLE).needs_review == []
+    )
+    assert p.predict_article("").needs_review == []
+    with pytest.raises(ConfigError, match=r"review_target must be one of the model's \[0.9, 0.99\]"):
+        p.predict_article(ARTICLE, review_target=0.95)
+
+
+def test_a_model_without_a_band_flags_nothing_and_refuses_a_target():
+    p = predictor()
+    assert p.predict_article(ARTICLE).needs_review == [] and p.review_target is None
+    with pytest.raises(ConfigError, match="this model has no review band"):
+        predictor(review_target=0.99)
+
+
+def test_per_call_evidence_caps_never_change_the_shared_predictor():
+    p = predictor(max_evidence=3)
+    assert [len(t.evidence) for t in p.predict_articles([ARTICLE], max_evidence=1)[0].topics] == [1, 1]
+    assert len(p.predict_article(ARTICLE).topics[0].evidence) == 3 and p.max_evidence == 3
+    with pytest.raises(ConfigError, match="max_evidence"):
+        p.predict_article(ARTICLE, max_evidence=-1)
+
+
+def test_a_card_without_calibration_scores_as_before():
+    result = predictor().predict_article(ARTICLE, title=TITLE)
+    assert result.scores == {"a": 0.9, "b": 0.55} and result.raw_scores == result.scores
+    assert "raw" not in result.to_dict()["sentences"][0] and "raw_scores" not in result.to_dict()

@@ -19,8 +19,10 @@ from security_topics.errors import ModelDirError
 from security_topics.text import NormalizerConfig, normalize
 
 CARD_FILE = "security_topics.json"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1 had no article rule: articles then use the sentence thresholds
+FORMAT_VERSION = 3
+# Version 1 had no article rule (articles use the sentence thresholds); versions 1 and 2 have no
+# calibration or review band (scores are the model's own, and no decision is routed to review).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass
@@ -31,6 +33,10 @@ class ModelCard:
     normalization: dict[str, bool]
     settings: dict[str, Any] = field(default_factory=dict)
     article_rule: dict[str, Any] = field(default_factory=dict)
+    # {"sentence": [calibrator per topic], "article": [...]} (see calibration.Calibrator.to_dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    # {"target": 0.99, "bands": {"0.99": {"reject": [...], "accept": [...]}, ...}} on calibrated article scores
+    review: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property

@@ -1,0 +1,244 @@
+"""Every decision a model makes, fitted in one place from its own validation scores, and compared.
+
+A model scores; these choices turn its scores into labels an analyst acts on, and all of them are
+learnt here, on held-out (validation) data, and written into the model's card:
+
+1. sentence thresholds (tuned per topic for F1, or fixed);
+2. the article rule (which kind, its weights and article thresholds; `aggregation.py`);
+3. calibration of sentence scores and of article scores (`calibration.py`), thresholds re-expressed;
+4. the review band per topic on calibrated article scores, for several targets.
+
+Training, export, evaluation and the benchmarks call `fit_decisions` and `decide`; the Predictor
+only applies what the card holds. `compare` measures two models' decisions on the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from security_topics.aggregation import RULE_KINDS, fit_article_rule
+from security_topics.calibration import (
+    CALIBRATORS,
+    DEFAULT_REVIEW_TARGET,
+    REVIEW_TARGETS,
+    Calibrator,
+    fit_bands,
+    fit_calibrator,
+)
+from security_topics.data import Article, Example
+from security_topics.errors import ConfigError
+from security_topics.labels import LabelSet
+from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.models.card import TopicModel
+from security_topics.predictor import ArticleResult, Predictor
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_MODES = ("tune", "fixed")
+ARTICLE_RULES = ("auto", *RULE_KINDS, "sentence")
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """How decisions are fitted (the `thresholds`, `article_rule`, `calibration` and `review` config keys)."""
+
+    thresholds: str = "tune"
+    threshold_value: float = 0.5
+    article_rule: str = "auto"
+    calibration: Sequence[str] = CALIBRATORS
+    review_target: float = DEFAULT_REVIEW_TARGET
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.thresholds not in THRESHOLD_MODES:
+            raise ConfigError(f"thresholds.mode must be 'tune' or 'fixed', got {self.thresholds!r}")
+        value = self.threshold_value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(f"thresholds.value must be a number between 0 and 1, got {value!r}")
+        if self.article_rule not in ARTICLE_RULES:
+            raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {self.article_rule!r}")
+        unknown = [k for k in self.calibration if k not in CALIBRATORS]
+        if unknown or not self.calibration:
+            raise ConfigError(f"calibration.choose must list some of {CALIBRATORS}, got {list(self.calibration)}")
+        if self.review_target not in REVIEW_TARGETS:
+            raise ConfigError(f"review.target must be one of {REVIEW_TARGETS}, got {self.review_target!r}")
+
+    @property
+    def rule_kinds(self) -> tuple[str, ...]:
+        return RULE_KINDS if self.article_rule == "auto" else (self.article_rule,)
+
+
+@dataclass
+class Decisions:
+    """What a model decides on labelled sentences and articles, under its own card."""
+
+    labels: LabelSet
+    sentence_raw: np.ndarray  # sentences × topics, the model's own scores
+    sentence_scores: np.ndarray  # calibrated (equal to raw without calibration)
+    sentence_labels: np.ndarray  # bool
+    articles: list[ArticleResult] = field(default_factory=list)
+    article_raw: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    article_scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    article_labels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    needs_review: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+
+
+def decide(predictor: Predictor, sentences: Sequence[Example], articles: Sequence[Article]) -> Decisions:
+    """Score labelled sentences and articles once and keep every view of the result."""
+    labels = LabelSet.of(predictor.labels)
+    raw = predictor.raw_scores([e.text for e in sentences]) if sentences else np.zeros((0, len(labels)))
+    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+    names = labels.names
+
+    def matrix(values: list[dict[str, float]]) -> np.ndarray:
+        return np.array([[v.get(n, 0.0) for n in names] for v in values], dtype=np.float64).reshape(-1, len(names))
+
+    return Decisions(
+        labels=labels,
+        sentence_raw=raw,
+        sentence_scores=predictor.score_sentences([e.text for e in sentences]) if sentences else raw.copy(),
+        sentence_labels=raw >= predictor.raw_thresholds,
+        articles=results,
+        article_raw=matrix([r.raw_scores for r in results]),
+        article_scores=matrix([r.scores for r in results]),
+        article_labels=np.array([[n in r.labels for n in names] for r in results], dtype=bool).reshape(-1, len(names)),
+        needs_review=np.array([[n in r.needs_review for n in names] for r in results], dtype=bool).reshape(
+            -1, len(names)
+        ),
+    )
+
+
+def learn_article_rule(
+    model: TopicModel,
+    articles: Sequence[Article],
+    kinds: Sequence[str] = RULE_KINDS,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Learn the article rule on labelled articles from `model`'s own sentence scores at its card's
+    thresholds and write it into the card. Returns each kind's cross-validated macro-F1, the
+    winner's out-of-fold article scores and the articles' gold labels (articles × topics)."""
+    predictor = Predictor(model)
+    results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+    features = [predictor.article_features(r.sentences) for r in results]
+    y = LabelSet.of(model.card.labels).encode_many([a.labels for a in articles])
+    fit = fit_article_rule(features, y, kinds=kinds, seed=seed, groups=groups)
+    model.card.article_rule = fit.rule.to_dict()
+    return fit.cv, fit.oof_scores, y
+
+
+def article_groups(articles: Sequence[Article], folds: int = 5) -> list[str]:
+    """Cross-validation groups that keep time periods and sources apart: a dated article (real
+    news) falls in its source's half-year; an undated one (written for the project) in one of
+    `folds` groups by a hash of its id, so written articles spread over every fold."""
+    groups = []
+    for article in articles:
+        date = str(article.meta.get("date") or "")
+        if len(date) >= 7 and date[:4].isdigit():
+            half = 1 if int(date[5:7]) <= 6 else 2
+            groups.append(f"{article.meta.get('source', 'dated')}-{date[:4]}-H{half}")
+        else:
+            groups.append(f"written-{int(hashlib.sha256(article.id.encode()).hexdigest(), 16) % folds}")
+    return groups
+
+
+def fit_decisions(
+    model: TopicModel,
+    sentences: Sequence[Example],
+    articles: Sequence[Article],
+    settings: DecisionSettings,
+    groups: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Fit every decision on validation data and write it into `model.card`; return what was fitted
+    (metrics under `metrics`, the choices and their scores under `info`). The article rule is chosen
+    by cross-validation over `groups` (default: `article_groups`)."""
+    card = model.card
+    labels = LabelSet.of(card.labels)
+    y = labels.encode_many([e.labels for e in sentences])
+    raw = model.score([e.text for e in sentences]).probs
+    if settings.thresholds == "tune":
+        card.thresholds = tune_thresholds(y, raw).tolist()
+    else:
+        card.thresholds = [float(settings.threshold_value)] * len(labels)
+    thresholds = np.asarray(card.thresholds)
+    metrics = {f"val_{k}": v for k, v in compute_metrics(y, raw >= thresholds, labels.names).items()}
+    info: dict[str, Any] = {}
+
+    sentence_cal, info["sentence_calibration"] = _fit_calibrators(y, raw, labels, settings)
+    card.calibration = {"sentence": [c.to_dict() for c in sentence_cal]}
+    calibrated = np.stack([c(raw[:, j]) for j, c in enumerate(sentence_cal)], axis=1)
+    sentence_thresholds = np.array([c(t) for c, t in zip(sentence_cal, thresholds)])
+    # Sentence bands are reported (the coverage curve of sentences), not applied by the predictor.
+    card.review = {"target": settings.review_target, "sentence_bands": fit_bands(y, calibrated, sentence_thresholds)}
+    if settings.article_rule == "sentence" or not articles:
+        if settings.article_rule != "sentence":
+            log.warning("no validation articles: articles use the sentence thresholds on their best sentence")
+        card.article_rule = {}
+        return {"metrics": metrics, "info": info}
+
+    groups = article_groups(articles) if groups is None else groups
+    cv, oof_raw, y_articles = learn_article_rule(model, articles, settings.rule_kinds, settings.seed, groups)
+    metrics.update(cv)
+    log.info("article rule: %s (cross-validated on validation articles: %s)", card.article_rule["kind"], cv)
+    article_cal, info["article_calibration"] = _fit_calibrators(y_articles, oof_raw, labels, settings)
+    card.calibration["article"] = [c.to_dict() for c in article_cal]
+    oof = np.stack([c(oof_raw[:, j]) for j, c in enumerate(article_cal)], axis=1)
+    article_thresholds = np.array([c(t) for c, t in zip(article_cal, card.article_rule["thresholds"])])
+    card.review["bands"] = fit_bands(y_articles, oof, article_thresholds)
+    return {"metrics": metrics, "info": info}
+
+
+def _fit_calibrators(
+    y: np.ndarray, scores: np.ndarray, labels: LabelSet, settings: DecisionSettings
+) -> tuple[list[Calibrator], dict[str, Any]]:
+    calibrators, info = [], {}
+    for j, name in enumerate(labels.names):
+        calibrator, losses = fit_calibrator(
+            y[:, j], scores[:, j], kinds=tuple(settings.calibration), seed=settings.seed
+        )
+        calibrators.append(calibrator)
+        info[name] = {"kind": calibrator.kind, "cv_log_loss": losses}
+    log.info("calibrators: %s", {name: v["kind"] for name, v in info.items()})
+    return calibrators, info
+
+
+def settings_from_card(card: Any) -> DecisionSettings:
+    """The decisions a model already has, as settings to fit them again (an export re-learns its
+    own): the same article rule kind; fixed thresholds stay fixed only when they were all equal."""
+    kind = (card.article_rule.get("fit") or card.article_rule.get("kind")) if card.article_rule else "sentence"
+    review = card.review or {}
+    return DecisionSettings(
+        article_rule=kind, review_target=float(review.get("target", DEFAULT_REVIEW_TARGET)) or DEFAULT_REVIEW_TARGET
+    )
+
+
+# --- comparing two models ----------------------------------------------------------------------
+
+
+def compare(
+    source: Decisions, other: Decisions, sentences: Sequence[Example], articles: Sequence[Article]
+) -> dict[str, float]:
+    """How far `other`'s decisions are from `source`'s on the same labelled data, each under its own
+    card: macro-F1 (points) and the share of label sets that change, on sentences and on articles."""
+    labels = source.labels
+    y = labels.encode_many([e.labels for e in sentences])
+    figures = {
+        "macro_f1_points": _f1_points(y, other.sentence_labels, source.sentence_labels, labels),
+        "sentence_label_sets": float(np.any(other.sentence_labels != source.sentence_labels, axis=1).mean()),
+    }
+    if articles:
+        y_articles = labels.encode_many([a.labels for a in articles])
+        figures["article_macro_f1_points"] = _f1_points(y_articles, other.article_labels, source.article_labels, labels)
+        figures["article_label_sets"] = float(np.any(other.article_labels != source.article_labels, axis=1).mean())
+    return figures
+
+
+def _f1_points(y: np.ndarray, other: np.ndarray, source: np.ndarray, labels: LabelSet) -> float:
+    f1 = [compute_metrics(y, decided, labels.names)["macro_f1"] for decided in (other, source)]
+    return 100 * (f1[0] - f1[1])

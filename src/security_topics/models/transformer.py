@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,6 +89,18 @@ class TopicClassifier(nn.Module):
         self.head = nn.Linear(encoder.config.hidden_size, num_labels)
         self.register_buffer("pos_weight", torch.ones(num_labels), persistent=False)
 
+    def pool(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The encoder's sentence vector (what the head reads): the first token, or the masked mean."""
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -95,14 +108,7 @@ class TopicClassifier(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = self.pool(input_ids, attention_mask, token_type_ids)
         logits = self.head(self.dropout(pooled))
         out = {"logits": logits}
         if labels is not None:
@@ -178,6 +184,19 @@ class TransformerModel:
         probs = np.zeros((len(texts), len(self.card.labels)), dtype=np.float32)
         if not texts:
             return Scores(probs, np.zeros(0, dtype=bool))
+        truncated = self._run(texts, batch_size, probs, self._score_batch)
+        return Scores(probs, truncated)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The encoder's sentence vectors (texts × hidden size, unit length): where texts stand for the
+        model, for choosing diverse texts to label."""
+        vectors = np.zeros((len(texts), int(self.classifier.head.in_features)), dtype=np.float32)
+        if texts:
+            self._run(texts, batch_size, vectors, self._embed_batch)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+
+    def _run(self, texts: Sequence[str], batch_size: int, out: np.ndarray, step: Any) -> np.ndarray:
+        """Run `step(encoded, index, out)` over length batches; return which texts were truncated."""
         encoded, truncated = self.encode(texts)
         batches = length_batches([len(ids) for ids in encoded["input_ids"]], batch_size)
         threads = torch.get_num_threads()
@@ -188,23 +207,36 @@ class TransformerModel:
             workers = min(threads, len(batches))
             try:
                 with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                    list(pool.map(lambda index: self._score_batch(encoded, index, probs), batches))
+                    list(pool.map(lambda index: step(encoded, index, out), batches))
             finally:
                 torch.set_num_threads(threads)  # the workers' setting also becomes the default of new threads
         else:
             for index in batches:
-                self._score_batch(encoded, index, probs)
-        return Scores(probs, truncated)
+                step(encoded, index, out)
+        return truncated
 
-    def _score_batch(self, encoded: dict[str, list[list[int]]], index: np.ndarray, probs: np.ndarray) -> None:
-        """Score the texts at `index` into those rows of `probs`. Inference and autocast modes are
-        per thread, so each call enters both."""
-        batch = self.tokenizer.pad({k: [v[i] for i in index] for k, v in encoded.items()}, return_tensors="pt")
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Inference mode, and bf16 autocast where the model runs in bf16 (both are per thread)."""
         bf16 = self.precision == "bf16"
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         with torch.inference_mode(), autocast:
-            logits = self.classifier(**{k: t.to(self.device) for k, t in batch.items()})["logits"]
+            yield
+
+    def _batch(self, encoded: dict[str, list[list[int]]], index: np.ndarray) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer.pad({k: [v[i] for i in index] for k, v in encoded.items()}, return_tensors="pt")
+        return {k: t.to(self.device) for k, t in batch.items()}
+
+    def _score_batch(self, encoded: dict[str, list[list[int]]], index: np.ndarray, probs: np.ndarray) -> None:
+        """Score the texts at `index` into those rows of `probs`."""
+        with self._inference():
+            logits = self.classifier(**self._batch(encoded, index))["logits"]
         probs[index] = torch.sigmoid(logits.float()).cpu().numpy()
+
+    def _embed_batch(self, encoded: dict[str, list[list[int]]], index: np.ndarray, vectors: np.ndarray) -> None:
+        with self._inference():
+            pooled = self.classifier.pool(**self._batch(encoded, index))
+        vectors[index] = pooled.float().cpu().numpy()
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,14 @@ topic's keywords or whose best sentence scores ≥ 0.2 for a topic (`supplement_
 those, the ones matching the sports NARROW keywords or scoring ≥ 0.1 for sports_security, the topic
 the first two rounds left thinnest in sentences (`supplement_pool_sports.jsonl`).
 
+`--round 4` takes, for the topics still thin in sentences after that (sports_security, narcotics),
+every sentence of the supplement pool the model scores ≥ 0.3 for them that `suggest` did not pick
+(`sentences-04.jsonl`): the model's own positives, to label whatever they turn out to be.
+
+`--round 5` looks for the sentence shape the model failed on in the seed article, a list of areas
+that names several topics: training-period sentences of six words or more matching LIST_KEYWORDS of
+two topics or more, not labelled yet (`sentences-08.jsonl`; it found 6).
+
 `--round 2` adds articles for what the first round left thin (measured on its labels: the model's
 positives held the topic in 50-100 % of cases, keyword-only candidates in 5 %, uniform ones in 10 %):
 every article the model gives two or more topics, and for aviation, sports_security, narcotics and
@@ -54,6 +62,13 @@ NARROW = {
     r"|الجريمة الإلكترونية|الجرائم المعلوماتية|هجوم إلكتروني|هجمات إلكترونية|فدية",
     "aviation": r"أمن المطار|أمن الطيران|سلامة الطيران|الطيران المدني|اختطاف طائرة|حادث طائرة|تحطم طائرة"
     r"|سقوط طائرة|هبوط اضطراري|المراقبة الجوية|الأجهزة الإلكترونية على متن|درون|طائرات بدون طيار",
+}
+LIST_KEYWORDS = {
+    "counterterrorism": r"الإرهاب|الارهاب|التطرف",
+    "narcotics": r"المخدرات|المخدّرات",
+    "cybersecurity": r"السيبرن|السيبراني|المعلوماتية|الإلكترونية|الالكترونية",
+    "aviation": r"الطيران|المطارات|الملاحة الجوية",
+    "sports_security": r"الملاعب|التظاهرات الرياضية|الفعاليات الرياضية",
 }
 # Round 2, per topic: (the model's positives, narrow keyword hits), each split between the periods.
 ROUND2 = {"aviation": (36, 16), "sports_security": (20, 34), "narcotics": (24, 0), "cybersecurity": (8, 30)}
@@ -146,6 +161,38 @@ def choose_round2(pool: list[dict], scores: dict[str, dict], seed: int, taken: s
     return chosen
 
 
+def write_round4(out: Path, chosen: list[tuple[str, str]]) -> None:
+    """Drop repeats and near-duplicates (of labelled rows, earlier batches and each other: character
+    5-gram cosine ≥ 0.8) and deal the rest into four batches, sentences-04 … 07."""
+    import csv
+
+    from security_topics.suggest import _max_cosine, surface_vectors
+    from security_topics.text import dedup_key
+
+    seen, unique = set(), []
+    for sid, text in chosen:
+        if dedup_key(text) not in seen:
+            seen.add(dedup_key(text))
+            unique.append({"sid": sid, "text": text})
+    raw = HERE.parent / "raw"
+    labelled = [r["text"] for f in ("real_sentences.csv", "sentences.csv") for r in csv.DictReader((raw / f).open())]
+    for name in ("sentences-01", "sentences-02", "sentences-03"):
+        labelled += [json.loads(line)["text"] for line in (out / f"{name}.jsonl").read_text().splitlines()]
+    vectors = surface_vectors([r["text"] for r in unique] + labelled)
+    fresh = [r for r, near in zip(unique, _max_cosine(vectors[: len(unique)], vectors[len(unique) :])) if near < 0.8]
+    own = surface_vectors([r["text"] for r in fresh])
+    kept: list[int] = []
+    for i in range(len(fresh)):
+        if not kept or _max_cosine(own[[i]], own[kept])[0] < 0.8:
+            kept.append(i)
+    rows = [fresh[i] for i in kept]
+    for b in range(4):
+        with (out / f"sentences-{b + 4:02d}.jsonl").open("w", encoding="utf-8") as f:
+            for row in rows[b::4]:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"round 4: {len(rows)} after repeats and near-duplicates, in sentences-04 … 07")
+
+
 def _period(article: dict) -> str:
     return "test_real" if article["date"] >= HOLDOUT_FROM else "train"
 
@@ -165,7 +212,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--seed", type=int, default=20261202)
     parser.add_argument("--out", type=Path, default=HERE / "labelling")
-    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=1)
+    parser.add_argument("--round", type=int, choices=(1, 2, 3, 4, 5), default=1)
     args = parser.parse_args()
     from security_topics.text import split_sentences
 
@@ -185,6 +232,50 @@ def main() -> None:
     rng = random.Random(args.seed)
     rng.shuffle(manifest)  # batches mix periods and reasons: a labeller cannot tell why an article is there
     first_batch = 1
+    if args.round == 5:
+        import csv
+
+        from security_topics.text import dedup_key
+
+        raw = HERE.parent / "raw"
+        known = {dedup_key(r["text"]) for f in ("real_sentences.csv", "sentences.csv") for r in csv.DictReader((raw / f).open())}
+        found = []
+        for article in pool:
+            if _period(article) != "train":
+                continue
+            for i, sentence in enumerate(split_sentences(article["text"]), 1):
+                key = dedup_key(sentence.text)
+                topics = sum(bool(re.search(p, sentence.text)) for p in LIST_KEYWORDS.values())
+                if topics >= 2 and key not in known and len(sentence.text.split()) >= 6:
+                    known.add(key)
+                    found.append({"sid": f"{article['id']}#{i}", "text": sentence.text})
+        with (args.out / "sentences-08.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in found)
+        print(f"round 5: {len(found)} list sentences")
+        return
+    if args.round == 4:
+        import csv
+
+        from security_topics import Predictor
+
+        picked = {
+            row["id"]
+            for name in ("suggest-general", "suggest-sports")
+            for row in csv.DictReader((args.out / name / "suggestions.csv").open(encoding="utf-8"))
+        }
+        items = []
+        for line in (args.out / "supplement_pool.jsonl").read_text(encoding="utf-8").splitlines():
+            article = json.loads(line)
+            for i, s in enumerate(split_sentences(article["text"]), 1):
+                if f"{article['id']}#{i}" not in picked and len(s.text.split()) >= 4:
+                    items.append((f"{article['id']}#{i}", s.text))
+        predictor = Predictor.load(args.model, precision="auto", num_threads=2)
+        raw = predictor.raw_scores([t for _, t in items])
+        thin = [predictor.labels.index(t) for t in ("sports_security", "narcotics")]
+        chosen = [(sid, text) for (sid, text), row in zip(items, raw) if max(row[j] for j in thin) >= 0.3]
+        print(f"round 4: {len(chosen)} of {len(items)} supplement-pool sentences score ≥ 0.3 for a thin topic")
+        write_round4(args.out, chosen)
+        return
     if args.round == 3:
         labelled = {json.loads(line)["id"] for line in (args.out / "manifest.jsonl").read_text().splitlines()}
         labelled |= {json.loads(line)["id"] for line in (args.out / "manifest-round2.jsonl").read_text().splitlines()}

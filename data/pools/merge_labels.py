@@ -2,6 +2,8 @@
 
     python data/pools/merge_labels.py          # after labelling data/pools/labelling/articles-NN.jsonl
 
+Sentence batches (sentences-NN.jsonl, chosen by `security-topics suggest` and by the model's own
+positives: data/pools/choose_articles.py rounds 3 and 4) are answered in labels-A-sNN.jsonl.
 First-pass answers (labels-A-NN.jsonl) are the labels; the independent second pass (labels-B-NN.jsonl)
 is compared with them (Cohen's kappa per topic, printed) and its disagreements were resolved by the
 guide in RESOLVED below. Every row keeps its source, outlet, date and pool id.
@@ -20,6 +22,10 @@ TOPICS = ("counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_
 SOURCE = "ant"
 # id -> (labels, why): the second pass's disagreements with the first, settled by data/ANNOTATION.md.
 RESOLVED = {
+    # `security-topics review-labels` over the corpus (data/README.md): flagged rows, reviewed by the guide
+    "ant-JA-internationalNews-1096-20170605": ((), "terrorism support is an added reason for a flight ban, in passing"),
+    "ant-JA-internationalNews-1096-20170605#3": ((), "the same accusation, in passing, in the sentence"),
+    "ant-JA-diverse-349-20170515#4": ((), "the cake-box argument, as its twin ant-JA-diverse-359-20170515#4: no unruly passenger"),
     "ant-JA-localNews-4417-20170606#1": ((), "terrorism is one danger named in passing in a story on development aid"),
     "ant-JA-localNews-4417-20170606": ((), "no sentence carries a topic once #1 is none"),
     "ant-JA-localNews-4716-20170608#2": (
@@ -31,7 +37,7 @@ RESOLVED = {
 
 def load(kind: str) -> dict[str, dict]:
     out = {}
-    for path in sorted(glob.glob(str(HERE / "labelling" / f"labels-{kind}-*.jsonl"))):
+    for path in sorted(glob.glob(str(HERE / "labelling" / f"labels-{kind}-[0-9]*.jsonl"))):
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if line.strip():
                 record = json.loads(line)
@@ -103,6 +109,20 @@ def main() -> None:
                 {"id": sid, "text": span["text"], "labels": "|".join(t for t in TOPICS if t in labels), **meta,
                  "field": span["source"]}
             )
+    single = {}
+    for path in sorted(glob.glob(str(HERE / "labelling" / "sentences-*.jsonl"))):
+        answers = Path(path).with_name(Path(path).name.replace("sentences-", "labels-A-s"))
+        texts = {r["sid"]: r["text"] for r in map(json.loads, Path(path).read_text(encoding="utf-8").splitlines())}
+        for record in map(json.loads, answers.read_text(encoding="utf-8").splitlines()):
+            single[record["sid"]] = (texts[record["sid"]], record["labels"])
+    for sid, (text, labels) in sorted(single.items()):
+        aid = sid.split("#")[0]
+        labels = RESOLVED.get(sid, (labels,))[0]
+        article = pool[aid]
+        meta = {"source": SOURCE, "outlet": article["outlet"], "date": article["date"], "pool_id": aid}
+        sentences.append(
+            {"id": sid, "text": text, "labels": "|".join(t for t in TOPICS if t in labels), **meta, "field": "text"}
+        )
     with (RAW / "real_articles.jsonl").open("w", encoding="utf-8") as f:
         for record in articles:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -110,7 +130,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(sentences[0]))
         writer.writeheader()
         writer.writerows(sentences)
-    print(f"wrote {len(articles)} articles and {len(sentences)} sentences to {RAW}")
+    print(f"wrote {len(articles)} articles and {len(sentences)} sentences ({len(single)} outside them) to {RAW}")
 
 
 if __name__ == "__main__":

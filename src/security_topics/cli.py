@@ -67,7 +67,7 @@ def predict(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         tracking_uri=args.tracking_uri,
         max_evidence=args.max_evidence,
-        precision=args.precision,
+        precision=None if args.precision == "card" else args.precision,
         num_threads=args.num_threads or default_num_threads(),
         review_target=args.review_target,
     )
@@ -178,7 +178,12 @@ def suggest(args: argparse.Namespace) -> None:
     from security_topics.suggest import suggest as choose_sentences
 
     pool = read_pool(args.pool, unit=args.unit)
-    predictor = Predictor.load(args.model, device=args.device, tracking_uri=args.tracking_uri, precision=args.precision)
+    predictor = Predictor.load(
+        args.model,
+        device=args.device,
+        tracking_uri=args.tracking_uri,
+        precision=None if args.precision == "card" else args.precision,
+    )
     labels = LabelSet.of(predictor.labels)
     labelled = [e.text for file in args.labelled for e in read_sentences(file, labels)]
     picks = choose_sentences(predictor, pool, args.n, labelled, near_duplicate=args.near_duplicate, seed=args.seed)
@@ -571,9 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="torch models: bf16 autocast, auto = bf16 where the CPU/GPU has it natively (exported ONNX: ignored)",
+        choices=("card", "auto", "fp32", "bf16"),
+        default="card",
+        help="torch models: card = the precision its thresholds were tuned in (bf16 where native for models "
+        "trained on such a CPU), auto = bf16 where the CPU/GPU has it natively (exported ONNX: ignored)",
     )
     p.add_argument("--num-threads", type=_positive, help="CPU threads (default: half the usable CPUs, at least 1)")
     _review_target_option(p)
@@ -639,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="torch models (see predict)")
+    p.add_argument("--precision", choices=("card", "auto", "fp32", "bf16"), default="card", help="see predict")
     p.set_defaults(func=suggest)
 
     p = commands.add_parser("review-labels", help="rank labelled rows by how likely their labels are wrong")

@@ -234,6 +234,10 @@ def download_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
         ) from None
 
 
+def set_tags(tags: Mapping[str, str]) -> None:
+    mlflow.set_tags(dict(tags))
+
+
 def log_artifacts(directory: Path, artifact_path: str) -> None:
     mlflow.log_artifacts(str(directory), artifact_path)
 

@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -81,6 +82,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         started = time.perf_counter()
         model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
         train_seconds = time.perf_counter() - started
+        precisions = _precisions(model)
+        if precisions:
+            tracking.set_tags(precisions)
+            log.info("precision: %s", precisions)
 
         fitted = fit_decisions(model, sentences["validation"], articles["validation"], decision_settings)
         metrics = fitted["metrics"]
@@ -120,6 +125,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.get("article_real_macro_f1", float("nan")),
         )
     return metrics
+
+
+def _precisions(model: Any) -> dict[str, str]:
+    """Which precision each transformer trained in and is served in (an ensemble's members too)."""
+    cards = [model.card, *(m.card for m in getattr(model, "members", []))]
+    out = {}
+    for key in ("train_precision", "precision"):
+        values = {c.settings[key] for c in cards if key in c.settings}
+        if values:
+            out[key] = ",".join(sorted(values))
+    return out
 
 
 def decision_settings_from(cfg: DictConfig) -> DecisionSettings:

@@ -18,11 +18,12 @@ FAMILIES = {
 
 
 def load_model(
-    directory: str | Path, device: str = "auto", precision: str = "fp32", num_threads: int | None = None
+    directory: str | Path, device: str = "auto", precision: str | None = None, num_threads: int | None = None
 ) -> TopicModel:
     """Load a saved model directory of any family; its card says which.
 
-    `precision` (auto, fp32, bf16) applies to torch families; `num_threads` to ONNX Runtime sessions
+    `precision` (auto, fp32, bf16; None: the one the card's decisions were tuned in) applies to torch
+    families; `num_threads` to ONNX Runtime sessions
     (torch threads are per process: `Predictor.load` sets them).
     """
     directory = Path(directory)

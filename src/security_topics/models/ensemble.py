@@ -60,7 +60,7 @@ class EnsembleModel:
         directory: Path,
         card: ModelCard,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str | None = None,
         num_threads: int | None = None,
     ) -> EnsembleModel:
         from security_topics.models import load_model

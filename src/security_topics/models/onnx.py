@@ -107,7 +107,7 @@ class OnnxModel:
         directory: Path,
         card: ModelCard,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str | None = None,
         num_threads: int | None = None,
     ) -> OnnxModel:
         """`precision` is ignored: the graph's weights are what the export wrote (card: settings.export)."""

@@ -79,7 +79,7 @@ class TfidfModel:
         directory: Path,
         card: ModelCard,
         device: str = "cpu",
-        precision: str = "fp32",
+        precision: str | None = None,
         num_threads: int | None = None,
     ) -> TfidfModel:
         """`device`, `precision` and `num_threads` are accepted for a uniform interface; TF-IDF

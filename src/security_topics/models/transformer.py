@@ -46,8 +46,11 @@ def native_bf16(device: torch.device) -> bool:
     return any(check is not None and bool(check()) for check in checks)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` is bf16 where the device has it natively, else fp32."""
+def resolve_precision(precision: str | None, device: torch.device, card: ModelCard | None = None) -> str:
+    """`auto` is bf16 where the device has it natively, else fp32. None is the precision the model's
+    decisions were tuned in (`settings.precision` in its card; auto for bf16, fp32 for older cards)."""
+    if precision is None:
+        precision = "auto" if card is not None and card.settings.get("precision") == "bf16" else "fp32"
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
@@ -148,13 +151,13 @@ class TransformerModel:
         classifier: TopicClassifier,
         tokenizer: PreTrainedTokenizerBase,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str | None = "fp32",
     ) -> None:
         self.card = card
         self.classifier = classifier
         self.tokenizer = tokenizer
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, card)
         self.classifier.to(self.device).eval()
 
     @property
@@ -252,7 +255,7 @@ class TransformerModel:
         directory: Path,
         card: ModelCard,
         device: str = "auto",
-        precision: str = "fp32",
+        precision: str | None = None,
         num_threads: int | None = None,
         attn_implementation: str | None = None,
     ) -> TransformerModel:

@@ -23,7 +23,7 @@ def no_logging(metrics: dict[str, float], step: int | None = None) -> None:
 @dataclass(frozen=True)
 class TrainerSettings:
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the device computes it natively, else fp32
     epochs: float = 4
     max_steps: int = -1
     batch_size: int = 16
@@ -53,7 +53,12 @@ class TrainerSettings:
                 raise ConfigError(f"trainer.{f.name}: expected a number, got {value!r}")
             if kind is int and isinstance(value, float) and not value.is_integer():
                 raise ConfigError(f"trainer.{f.name}: expected a whole number, got {value!r}")
-        _check(self.precision in ("fp32", "bf16", "fp16"), "precision", "one of fp32, bf16, fp16", self.precision)
+        _check(
+            self.precision in ("auto", "fp32", "bf16", "fp16"),
+            "precision",
+            "one of auto, fp32, bf16, fp16",
+            self.precision,
+        )
         _check(self.epochs > 0, "epochs", "> 0", self.epochs)
         _check(self.batch_size >= 1, "batch_size", "≥ 1", self.batch_size)
         _check(self.eval_batch_size >= 1, "eval_batch_size", "≥ 1", self.eval_batch_size)

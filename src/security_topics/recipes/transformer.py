@@ -28,7 +28,7 @@ from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics
 from security_topics.models.card import ModelCard
-from security_topics.models.transformer import TopicClassifier, TransformerModel
+from security_topics.models.transformer import TopicClassifier, TransformerModel, native_bf16, resolve_precision
 from security_topics.recipes.settings import MetricsLogger, TrainerSettings, no_logging
 from security_topics.text import NormalizerConfig, normalize
 
@@ -50,6 +50,7 @@ class TransformerRecipe:
         head_lr: float | None = None,
         dropout: float = 0.1,
         freeze_word_embeddings: bool | str = False,
+        freeze_layers: int = 0,
         positive_weights: bool = True,
         text_prefix: str = "",
         normalization: dict[str, bool] | None = None,
@@ -61,6 +62,8 @@ class TransformerRecipe:
             raise ConfigError(f"model.max_length must be a whole number ≥ 8, got {max_length!r}")
         if not 0 <= float(dropout) < 1:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        if isinstance(freeze_layers, bool) or not isinstance(freeze_layers, int) or freeze_layers < 0:
+            raise ConfigError(f"model.freeze_layers must be a whole number ≥ 0, got {freeze_layers!r}")
         if freeze_word_embeddings not in (True, False, "auto"):
             raise ConfigError(
                 f"model.freeze_word_embeddings must be true, false or auto, got {freeze_word_embeddings!r}"
@@ -70,6 +73,7 @@ class TransformerRecipe:
         self.pooling, self.max_length, self.dropout = pooling, max_length, float(dropout)
         self.lr, self.head_lr = float(lr), head_lr
         self.freeze_word_embeddings = freeze_word_embeddings
+        self.freeze_layers = freeze_layers
         self.positive_weights = positive_weights
         self.text_prefix = text_prefix
         self.normalizer = NormalizerConfig.from_dict(normalization)
@@ -114,8 +118,16 @@ class TransformerRecipe:
             self.freeze_word_embeddings == "auto" and model.device.type == "cpu"
         ):
             encoder.get_input_embeddings().weight.requires_grad_(False)
+        layers = _encoder_layers(encoder)
+        if self.freeze_layers > len(layers):
+            raise ConfigError(f"model.freeze_layers={self.freeze_layers}, but the encoder has {len(layers)} layers")
+        for layer in layers[: self.freeze_layers]:
+            layer.requires_grad_(False)
         optimizer = classifier.configure_optimizers(self.lr, self.head_lr, settings.weight_decay)
+        card.settings["train_precision"] = training_precision(settings.precision, model.device)
         fine_tune(model, optimizer, train, validation, labels, settings, workdir, log_metrics, checkpoint)
+        # Decisions are fitted on the scores of the precision the model is served in by default.
+        model.precision = card.settings["precision"] = resolve_precision("auto", model.device)
         return model
 
 
@@ -150,6 +162,20 @@ class _SmallCheckpointsTrainer(Trainer):
         frozen = self._frozen()
         load_result.missing_keys[:] = [k for k in load_result.missing_keys if k not in frozen]
         super()._issue_warnings_after_load(load_result)
+
+
+def _encoder_layers(encoder: Any) -> list[Any]:
+    """The encoder's transformer blocks, lowest first (BERT-family: encoder.layer)."""
+    blocks = getattr(getattr(encoder, "encoder", None), "layer", None)
+    return list(blocks) if blocks is not None else []
+
+
+def training_precision(precision: str, device: torch.device) -> str:
+    """`auto` trains in bf16 where the device computes it natively (autocast; fp32 master weights and
+    optimizer state), else in fp32."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def to_dataset(model: TransformerModel, examples: Sequence[Example], labels: LabelSet) -> Dataset:
@@ -224,8 +250,8 @@ def fine_tune(
         report_to="none",
         seed=settings.seed,
         use_cpu=model.device.type == "cpu",
-        bf16=settings.precision == "bf16",
-        fp16=settings.precision == "fp16",
+        bf16=model.card.settings.get("train_precision") == "bf16",
+        fp16=model.card.settings.get("train_precision") == "fp16",
         dataloader_num_workers=settings.num_workers,
         ddp_backend=settings.ddp_backend,
         ddp_find_unused_parameters=False if settings.ddp_backend else None,  # every weight gets a gradient

@@ -23,7 +23,7 @@ from security_topics.calibration import IDENTITY, Calibrator
 from security_topics.errors import ConfigError
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
-from security_topics.text import has_arabic, is_boilerplate, split_sentences
+from security_topics.text import has_arabic, is_boilerplate, is_byline, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -169,15 +169,17 @@ class Predictor:
         batch_size: int = 64,
         tracking_uri: str | None = None,
         max_evidence: int | None = 3,
-        precision: str = "fp32",
+        precision: str | None = None,
         num_threads: int | None = None,
         review_target: float | None = None,
     ) -> Predictor:
         """Load a model directory or an MLflow model URI (looked up in `tracking_uri`, else
         MLFLOW_TRACKING_URI, else experiments/mlflow.db).
 
-        `precision`: fp32 (the precision thresholds were tuned in), bf16 (autocast) or auto (bf16 where
-        the CPU or GPU has it natively); torch models only, an exported ONNX model has its own.
+        `precision`: fp32, bf16 or auto (bf16 where the CPU or GPU has it natively); None (default) is
+        the precision the model's thresholds were tuned in, as its card says (auto for models trained
+        by this version where the training machine had native bf16, fp32 for older ones); torch
+        models only, an exported ONNX model has its own.
         `num_threads`: torch's process-wide thread count is set only when given; ONNX Runtime sessions
         use it, or `default_num_threads()` (half the usable CPUs) when None.
         `review_target`: the precision and recall wanted outside the review band (one of the card's).
@@ -260,8 +262,13 @@ class Predictor:
                 spans.append((sentence.text, sentence.start, sentence.end, "text"))
                 owners.append(i)
         scored = self._score_spans(spans)
-        for result in scored:
-            if result.source == "text" and result.scores and is_boilerplate(result.text):
+        first_lines = {}
+        for owner, result in zip(owners, scored):
+            if result.source == "text":
+                first_lines.setdefault(owner, result)
+        for owner, result in zip(owners, scored):
+            boilerplate = is_boilerplate(result.text) or (first_lines.get(owner) is result and is_byline(result.text))
+            if result.source == "text" and result.scores and boilerplate:
                 result.flags.append(BOILERPLATE)
         grouped: list[list[SentenceResult]] = [[] for _ in texts]
         for owner, result in zip(owners, scored):

@@ -134,6 +134,7 @@ _BOILERPLATE = re.compile(
     r"(?:اقرأ|إقرأ|اقرا|طالع|شاهد)\s*(?:أيضا|أيضاً|ايضا|ايضاً|المزيد)"
     r"|تابعونا|تابعوا\s+(?:آخر|أخبار|صفحت|حساب)|حقوق\s+النشر|جميع\s+الحقوق|©"
     r"|المصدر\s*[:：\-–]|بقلم\s*[:：]|صورة\s+أرشيفية|الصورة\s*[:：]"
+    r"|هل\s+(?:أعجبك|اعجبك|أعجبتك|اعجبتك)|(?:شاركه|شاركها|شارك|انشره|انشرها)\s+(?:مع|على)\s+(?:أصدقائك|اصدقائك|أصحابك)"
     r"|read\s+(?:also|more)|related\s*:|follow\s+us"
     r")",
     re.IGNORECASE,
@@ -141,8 +142,21 @@ _BOILERPLATE = re.compile(
 
 
 def is_boilerplate(sentence: str) -> bool:
-    """True for a wire or website boilerplate line ("اقرأ أيضا: …", "تابعونا على …", "المصدر: …")."""
+    """True for a wire or website boilerplate line ("اقرأ أيضا: …", "تابعونا على …", "المصدر: …",
+    share prompts such as «هل أعجبك الموضوع؟ شاركه مع أصدقائك!»)."""
     return _BOILERPLATE.search(sentence) is not None
+
+
+MAX_BYLINE_WORDS = 3
+_HEADLINE_WORDS = frozenset("في على من إلى الى عن مع بعد قبل ضد".split())  # a short headline has them, a name not
+
+
+def is_byline(line: str) -> bool:
+    """True for an article's first line when it is only an outlet's or author's name («ترك برس»,
+    «الجزيرة نت»): a few words, no digits, no sentence punctuation. Only the first line qualifies:
+    the predictor asks it of nothing else."""
+    words = line.split()
+    return 0 < len(words) <= MAX_BYLINE_WORDS and not any(ch.isdigit() or ch in '.!?؟:،,«»"' for ch in line)
 
 
 # --- sentence splitting -------------------------------------------------------------------

@@ -2,7 +2,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from security_topics.text import NormalizerConfig, dedup_key, has_arabic, is_boilerplate, normalize, split_sentences
+from security_topics.text import (
+    NormalizerConfig,
+    dedup_key,
+    has_arabic,
+    is_boilerplate,
+    is_byline,
+    normalize,
+    split_sentences,
+)
 
 
 def test_default_normalisation_strips_diacritics_tatweel_links_and_maps_digits():
@@ -97,6 +105,8 @@ def test_split_empty_and_punctuation_only():
         "(صورة أرشيفية)",
         "بقلم: سنية الغربي",
         "Read also: drones over the airport",
+        "هل أعجبك الموضوع؟",
+        "شاركه مع أصدقائك!",
     ],
 )
 def test_boilerplate_lines_are_recognised(line):
@@ -113,6 +123,20 @@ def test_boilerplate_lines_are_recognised(line):
 )
 def test_news_sentences_are_not_boilerplate(sentence):
     assert not is_boilerplate(sentence)
+
+
+@pytest.mark.parametrize(
+    ("line", "byline"),
+    [
+        ("ترك برس", True),
+        ("الجزيرة نت", True),
+        ("بغداد 12 مايو", False),
+        ("قتل ثلاثة.", False),
+        ("أعلنت الشرطة ضبط شحنة مخدرات كبيرة", False),
+    ],
+)
+def test_a_short_name_alone_is_a_byline(line, byline):
+    assert is_byline(line) is byline
 
 
 _CORPUS = [

@@ -168,10 +168,11 @@ def corrupt(
         if move == "add":
             new = current + [rng.choice(absent)]
         elif move == "remove":
-            new = [n for n in current if n != rng.choice(current)]
+            gone = rng.choice(current)
+            new = [n for n in current if n != gone]
         else:
-            old = rng.choice(current)
-            new = [rng.choice(absent) if n == old else n for n in current]
+            old, replacement = rng.choice(current), rng.choice(absent)
+            new = [replacement if n == old else n for n in current]
         out[i] = replace(examples[i], labels=tuple(n for n in labels.names if n in new))
     return out, chosen
 

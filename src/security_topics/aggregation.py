@@ -141,15 +141,27 @@ def fit_article_rule(
         splits = list(KFold(max(2, min(folds, n_articles)), shuffle=True, random_state=seed).split(x))
     decided = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
     oof = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
+    per_fold: dict[str, list[float]] = {kind: [] for kind in kinds}
     for train, test in splits:
         for kind in kinds:
             rule = _fit(kind, x[train], y[train], C)
             scores = np.stack([rule.scores(f) for f in x[test]])
             oof[kind][test] = scores
             decided[kind][test] = scores >= rule.thresholds
+            per_fold[kind].append(float(f1_score(y[test], decided[kind][test], average="micro", zero_division=0)))
     cv = {kind: float(f1_score(y, pred, average="macro", zero_division=0)) for kind, pred in decided.items()}
-    best = max(kinds, key=lambda kind: (cv[kind], -kinds.index(kind)))  # ties: the simpler, listed first
+    best = _one_standard_error(kinds, cv, per_fold)
     return RuleFit(_fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}, oof[best])
+
+
+def _one_standard_error(kinds: Sequence[str], cv: dict[str, float], per_fold: dict[str, list[float]]) -> str:
+    """The kind with the fewest free parameters (listed first) whose cross-validated score is within
+    one standard error of the best one's (the spread of its per-fold micro-F1): a smaller difference is noise,
+    and the simpler rule is the one that travels to new outlets and years."""
+    top = max(kinds, key=lambda kind: (cv[kind], -kinds.index(kind)))
+    folds = per_fold[top]
+    error = float(np.std(folds, ddof=1) / np.sqrt(len(folds))) if len(folds) > 1 else 0.0
+    return next(kind for kind in kinds if cv[kind] >= cv[top] - error)
 
 
 def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:

@@ -63,18 +63,33 @@ def _check_ratios(ratios: dict[str, float], names: Sequence[str]) -> None:
 def split_examples(
     examples: Sequence[Example], labels: LabelSet, ratios: dict[str, float], seed: int
 ) -> dict[str, list[Example]]:
-    """Seeded train/validation/test split by iterative stratification over duplicate groups."""
+    """Seeded train/validation/test split by iterative stratification over duplicate groups.
+
+    Rows of each `batch` (a metadata column; empty for the first corpus) are split on their own, so
+    adding a batch of rows never moves an earlier row to another split."""
     _check_ratios(ratios, SPLITS)
+    batches: dict[str, list[Example]] = defaultdict(list)
+    for example in examples:
+        batches[str(example.meta.get("batch") or "")].append(example)
+    out: dict[str, list[Example]] = {name: [] for name in SPLITS}
+    for name in sorted(batches):
+        for split, members in _split_batch(batches[name], labels, ratios, seed).items():
+            out[split] += members
+    for name in SPLITS:
+        out[name].sort(key=lambda e: (e.line, e.id))
+    return out
+
+
+def _split_batch(
+    examples: Sequence[Example], labels: LabelSet, ratios: dict[str, float], seed: int
+) -> dict[str, list[Example]]:
     units = _groups(examples)
     y = _indicator([unit[0].labels for unit in units], labels)
     rest, test = _stratified_take(y, float(ratios["test"]), seed)
     share = float(ratios["validation"]) / max(1.0 - float(ratios["test"]), 1e-9)
     train, validation = _stratified_take(y[rest], share, seed + 1)
     chosen = {"train": rest[train], "validation": rest[validation], "test": test}
-    out = {name: [e for i in chosen[name] for e in units[i]] for name in SPLITS}
-    for name in SPLITS:
-        out[name].sort(key=lambda e: (e.line, e.id))
-    return out
+    return {name: [e for i in chosen[name] for e in units[i]] for name in SPLITS}
 
 
 def split_articles(

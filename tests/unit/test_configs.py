@@ -61,7 +61,7 @@ def test_torchrun_trainers_name_their_backend(tmp_path, trainer, backend, device
         ("trainer.batch_size=0", "trainer.batch_size must be ≥ 1, got 0"),
         ("trainer.warmup_ratio=1.5", r"trainer.warmup_ratio must be in \[0, 1\), got 1.5"),
         ("trainer.deterministic=maybe", "trainer.deterministic: expected true or false, got 'maybe'"),
-        ("trainer.precision=fp8", "trainer.precision must be one of fp32, bf16, fp16"),
+        ("trainer.precision=fp8", "trainer.precision must be one of auto, fp32, bf16, fp16"),
         ("trainer.ddp_backend=mpi", "trainer.ddp_backend must be gloo, nccl or null"),
         ("trainer.sampling=shuffle", "trainer.sampling must be group_by_length or random"),
         ("trainer.resume=/no/such/run/checkpoints", "trainer.resume=/no/such/run/checkpoints: no such folder"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,19 @@ log = logging.getLogger(__name__)
 
 
 PREDICT_CHUNK = 32  # articles scored, then written and flushed, at a time: results appear as they are ready
+
+
+def _load(args: argparse.Namespace, predictor_class: Any, **options: Any) -> Any:
+    """Load the command's model, saying so on stderr with the time it took (`-q` silences it)."""
+    import time
+
+    started = time.perf_counter()
+    if not args.quiet:
+        print(f"loading model {args.model} …", file=sys.stderr, flush=True)
+    predictor = predictor_class.load(args.model, **options)
+    if not args.quiet:
+        print(f"loaded {args.model} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return predictor
 
 
 def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[ProjectError]]:
@@ -61,8 +75,9 @@ def predict(args: argparse.Namespace) -> None:
     for err in bad:
         print(f"security-topics predict: skipped {err}", file=sys.stderr)
     _check_output(args.output)
-    predictor = Predictor.load(
-        args.model,
+    predictor = _load(
+        args,
+        Predictor,
         device=args.device,
         batch_size=args.batch_size,
         tracking_uri=args.tracking_uri,
@@ -158,7 +173,7 @@ def score(args: argparse.Namespace) -> None:
 
         from security_topics.scoring import score_local
 
-        with tqdm(unit="article", desc="scoring", dynamic_ncols=True) as bar:
+        with tqdm(unit="article", desc="scoring", dynamic_ncols=True, disable=args.quiet) as bar:
             summary = score_local(args.model, args.input, args.output, on_progress=bar.update, **options)
     skipped = f", skipped {summary.skipped} already in {args.output}" if summary.skipped else ""
     print(f"scored {summary.scored} articles into {summary.output}{skipped} ({args.engine} engine)")
@@ -178,8 +193,9 @@ def suggest(args: argparse.Namespace) -> None:
     from security_topics.suggest import suggest as choose_sentences
 
     pool = read_pool(args.pool, unit=args.unit)
-    predictor = Predictor.load(
-        args.model,
+    predictor = _load(
+        args,
+        Predictor,
         device=args.device,
         tracking_uri=args.tracking_uri,
         precision=None if args.precision == "card" else args.precision,
@@ -356,7 +372,7 @@ def review_labels(args: argparse.Namespace) -> None:
     if not args.corrupt and model_given:
         from security_topics.predictor import Predictor
 
-        predictor = Predictor.load(args.model, device=args.device)
+        predictor = _load(args, Predictor, device=args.device)
         article_files = args.articles or [p for p in (data.get("articles"), real.get("articles")) if p]
         articles = [a for file in article_files for a in read_articles(file, labels)]
         article_issues = label_review.review_articles(predictor, articles)
@@ -453,6 +469,7 @@ def params(args: argparse.Namespace) -> None:
     from security_topics.params import write_params
 
     write_params(Path(args.output), args.overrides)
+    print(f"wrote {args.output}" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -463,8 +480,8 @@ def evaluate(args: argparse.Namespace) -> None:
     from security_topics.predictor import Predictor
     from security_topics.reporting import evaluate_predictor
 
-    predictor = Predictor.load(
-        args.model, device=args.device, tracking_uri=args.tracking_uri, review_target=args.review_target
+    predictor = _load(
+        args, Predictor, device=args.device, tracking_uri=args.tracking_uri, review_target=args.review_target
     )
     labels = LabelSet.of(predictor.labels)
     model_name = str(predictor.model.card.settings.get("name", predictor.model.card.family))
@@ -552,8 +569,12 @@ def _review_target_option(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no 'loading model' lines or progress bars")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser = functools.partial(  # every command's --help shows its defaults
+        commands.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
 
     p = commands.add_parser("predict", help="label articles; writes JSON lines")
     p.add_argument("file", help="a .txt file (one article), a .jsonl file (one article per line) or - for stdin")

@@ -220,7 +220,7 @@ def _add_real(
         dropped,
     )
     return {
-        "real": {
+        "real_counts": {
             "holdout_from": real.holdout_from,
             "sentences": {n: len(v) for n, v in parts.sentences.items()},
             "articles": {n: len(v) for n, v in parts.articles.items()},

@@ -55,6 +55,9 @@ def configure(uri: str, experiment: str, artifact_root: str | Path | None = None
         if artifact_root is not None and not uri.startswith(("http://", "https://")):
             location = (Path(artifact_root).resolve() / experiment).as_uri()
         experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    if (found is None or EXPERIMENT_KIND not in found.tags) and not uri.startswith(("http://", "https://")):
+        # MLflow 3's UI opens a model-training experiment on its runs table, not the GenAI overview
+        mlflow.MlflowClient().set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -214,6 +217,9 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: s
     mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=step)
 
 
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
 def download_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
     """Fetch a logged model or artifact folder (`runs:/…`, `models:/…`) into a local folder."""
     store = resolve_uri(tracking_uri)
@@ -225,6 +231,7 @@ def download_artifacts(uri: str, tracking_uri: str | None = None) -> Path:
             "or --tracking-uri, or set MLFLOW_TRACKING_URI, to use another"
         )
     mlflow.set_tracking_uri(store)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars on stderr at every load
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except MlflowException as err:

@@ -6,7 +6,7 @@ import pytest
 
 from security_topics.data import Article, Example
 from security_topics.labels import LabelSet
-from security_topics.splits import find_duplicates, in_articles, split_articles, split_examples
+from security_topics.splits import REAL, find_duplicates, in_articles, split_articles, split_examples, split_real
 from security_topics.text import dedup_key
 
 LABELS = LabelSet.of(["counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security"])
@@ -109,3 +109,81 @@ def test_prepare_stops_when_a_topic_has_no_training_example(tmp_path):
     spec = CorpusSpec(("narcotics", "aviation"), str(tmp_path / "s.csv"), None, str(tmp_path / "out"), RATIOS, 1)
     with pytest.raises(DataError, match=r"s.csv:0: field 'labels': topic\(s\) \['aviation'\] have no example"):
         prepare(spec)
+
+
+def test_a_new_batch_of_rows_never_moves_an_earlier_row():
+    first = _corpus(300)
+    batch = [
+        Example(f"جملة جديدة {i}", ("aviation",), id=f"n{i}", line=1000 + i, meta={"batch": "2026-12"})
+        for i in range(40)
+    ]
+    before = split_examples(first, LABELS, RATIOS, seed=4)
+    after = split_examples(first + batch, LABELS, RATIOS, seed=4)
+    for name in before:
+        assert {e.id for e in before[name]} == {e.id for e in after[name] if not e.id.startswith("n")}
+    assert sum(e.id.startswith("n") for e in after["test"]) >= 3  # the batch is split too
+
+
+def _real():
+    articles, sentences = [], []
+    for i in range(40):
+        date = f"2017-0{1 + i % 6}-15"  # January to June: April on is held out
+        labels = () if i % 3 else (LABELS.names[i % 5],)
+        articles.append(Article(f"ant-{i}", "", "نص.", labels, meta={"date": date}))
+        for k in range(3):
+            sentences.append(
+                Example(
+                    f"جملة {k} من الخبر {i}",
+                    labels if k == 0 else (),
+                    id=f"ant-{i}#{k}",
+                    meta={"pool_id": f"ant-{i}", "date": date},
+                )
+            )
+    for i in range(30):  # sentences of articles not labelled as articles
+        sentences.append(
+            Example(f"جملة منفردة {i}", (), id=f"x-{i}#1", meta={"pool_id": f"x-{i}", "date": "2016-05-01"})
+        )
+    return sentences, articles
+
+
+def test_real_news_splits_by_time_and_keeps_each_article_whole():
+    sentences, articles = _real()
+    parts = split_real(sentences, articles, LABELS, "2017-04-01", rule_share=0.5, validation_share=0.2, seed=1)
+    assert {a.meta["date"][:7] for a in parts.articles[REAL]} == {"2017-04", "2017-05", "2017-06"}
+    assert all(a.meta["date"] < "2017-04-01" for a in parts.articles["validation"])
+    assert 8 <= len(parts.articles["validation"]) <= 12  # about half of the 20 earlier ones (stratified)
+    split_of = {e.id: name for name, members in parts.sentences.items() for e in members}
+    assert len(split_of) == len(sentences)
+    for article in articles:  # every sentence of an article goes where the article goes
+        sides = {split_of[f"{article.id}#{k}"] for k in range(3)}
+        expected = (
+            {REAL}
+            if article in parts.articles[REAL]
+            else {"validation"}
+            if article in parts.articles["validation"]
+            else {"train"}
+        )
+        assert sides == expected, article.id
+    loose = [split_of[f"x-{i}#1"] for i in range(30)]
+    assert loose.count("validation") == 6 and loose.count("train") == 24
+
+
+def test_prepared_splits_are_not_prepared_again_when_nothing_changed(tmp_path, caplog):
+    from helpers import FIXTURES
+
+    from security_topics.corpus import CorpusSpec, RealSpec, load_splits
+
+    spec = CorpusSpec(
+        labels=LABELS.names,
+        sentences=str(FIXTURES / "sentences.csv"),
+        articles=str(FIXTURES / "articles.jsonl"),
+        processed_dir=str(tmp_path),
+        split={"train": 0.7, "validation": 0.15, "test": 0.15},
+        split_seed=1,
+        real=RealSpec(str(FIXTURES / "real_sentences.csv"), str(FIXTURES / "real_articles.jsonl"), "2017-04-01"),
+    )
+    first = load_splits(spec)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="security_topics.corpus"):
+        second = load_splits(spec)
+    assert "preparing" not in caplog.text and len(second.sentences[REAL]) == len(first.sentences[REAL]) > 0

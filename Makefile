@@ -30,6 +30,8 @@ run: setup
 	$(PY) -m security_topics.train
 	@echo "--- the predictor on data/sample_article.txt:"
 	$(VENV)/bin/security-topics predict data/sample_article.txt --pretty
+	@echo "--- and on the article the product was designed around (data/examples/seed-article.txt):"
+	$(VENV)/bin/security-topics -q predict data/examples/seed-article.txt
 	@echo "--- open the runs: make ui  (then http://127.0.0.1:5000)"
 
 # Lint, the layer contract, the corpus quality gates (with their statistics printed), then the tests.

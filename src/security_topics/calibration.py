@@ -26,7 +26,7 @@ CALIBRATORS = ("none", "temperature", "isotonic")  # simplest first: ties go to 
 EPS = 1e-6
 ECE_BINS = 15
 REVIEW_TARGETS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)  # bands saved in a card, for load-time overrides
-DEFAULT_REVIEW_TARGET = 0.99
+DEFAULT_REVIEW_TARGET = 0.95
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -184,7 +184,7 @@ def fit_band(y: np.ndarray, scores: np.ndarray, threshold: float, target: float 
     y = np.asarray(y).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     cuts = np.unique(np.concatenate([s, [threshold]]))
-    accept = float(np.nextafter(1.0, 2.0))  # nothing automatic above
+    accept = 1.0  # nothing automatic above (a calibrated score reaches 1 only when it is certain)
     for cut in cuts[cuts >= threshold]:
         above = s >= cut
         if not above.any() or y[above].mean() >= target:

@@ -562,7 +562,7 @@ def _review_target_option(parser: argparse.ArgumentParser) -> None:
         "--review-target",
         type=float,
         help="the review band: precision and recall wanted outside it, one of the model's "
-        "(0.9 0.95 0.97 0.98 0.99 0.995; default: the model's own, 0.99)",
+        "(0.9 0.95 0.97 0.98 0.99 0.995; default: the model's own, 0.95)",
     )
 
 

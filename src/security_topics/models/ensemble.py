@@ -66,8 +66,15 @@ class EnsembleModel:
         from security_topics.models import load_model
 
         names = card.settings.get("members")
-        if not names:
+        if not names or not isinstance(names, list):
             raise ModelDirError(f"{directory}: the ensemble card lists no members")
+        for name in names:
+            member = directory / MEMBERS / str(name)
+            plain = isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            if not plain or member.is_symlink() or not member.resolve().is_relative_to(directory.resolve()):
+                raise ModelDirError(
+                    f"{directory}: field 'settings.members': member {name!r} is not a folder inside {MEMBERS}/"
+                )
         return cls(
             card,
             [

@@ -33,6 +33,7 @@ from security_topics.models.card import Scores
 from security_topics.recipes.tfidf import TfidfRecipe
 from security_topics.suggest import dense_vectors, labels_to_reach, simulate
 
+SHARES = (0.95, 0.98, 0.99)
 LABELS = LabelSet.of(("counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security"))
 
 
@@ -102,15 +103,17 @@ def main() -> None:
                 f"F1 {' '.join(f'{f:.3f}' for f in curve.macro_f1)}"
             )
     needed = {s: [labels_to_reach(c, target) for c in curves if c.strategy == s] for s in ("active", "random")}
-    print(f"\n| strategy | labels to 95 % of full-data macro-F1 ({args.features}), per seed | mean |")
-    print("|---|---|---|")
-    for strategy, values in needed.items():
-        known = [v for v in values if v is not None]
-        mean = f"{statistics.mean(known):.0f}" if len(known) == len(values) else "not reached by every seed"
-        print(f"| {strategy} | {', '.join(str(v) for v in values)} | {mean} |")
-    if all(v is not None for vs in needed.values() for v in vs):
-        saving = 1 - statistics.mean(needed["active"]) / statistics.mean(needed["random"])
-        print(f"\nactive needs {100 * saving:.0f} % fewer labels than random")
+    for share in SHARES:  # 95 % is the measure; the higher shares separate the strategies more
+        at = {s: [labels_to_reach(c, share * full_f1) for c in curves if c.strategy == s] for s in needed}
+        print(f"\n| strategy | labels to {100 * share:.0f} % of full-data macro-F1 ({args.features}), seeds | mean |")
+        print("|---|---|---|")
+        for strategy, values in at.items():
+            known = [v for v in values if v is not None]
+            mean = f"{statistics.mean(known):.0f}" if len(known) == len(values) else "not reached by every seed"
+            print(f"| {strategy} | {', '.join(str(v) for v in values)} | {mean} |")
+        if all(v is not None for vs in at.values() for v in vs):
+            saving = 1 - statistics.mean(at["active"]) / statistics.mean(at["random"])
+            print(f"\nactive needs {100 * saving:.0f} % fewer labels than random")
     if not args.no_mlflow:
         log(curves, args, full_f1, target, needed)
 

@@ -58,3 +58,33 @@ def test_every_topic_of_the_seed_article_is_carried_by_a_sentence_and_boilerplat
     assert {t for s in result.sentences for t in s.topics} == set(TOPICS)  # the evidence is there
     assert "boilerplate" in result.sentences[0].flags and "boilerplate" in result.sentences[-1].flags
     assert not result.sentences[0].topics and not result.sentences[-1].topics
+
+
+def test_labelling_what_suggest_chooses_beats_labelling_at_random(tmp_path):
+    """The simulation of benchmarks/active_learning.py, smaller: the prepared training split, 20 % to
+    start, six rounds of 150, TF-IDF (5,000 features a kind); two seeds. Measured: over the six rounds
+    active labelling scores validation macro-F1 0.010 and 0.017 above random on average."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from security_topics.corpus import CorpusSpec, load_splits
+    from security_topics.suggest import dense_vectors, simulate
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.root_dir={ROOT}", "output_dir=."])
+    data = {**OmegaConf.to_container(cfg.data, resolve=True), "processed_dir": str(tmp_path)}
+    splits = load_splits(CorpusSpec.from_mapping(data))
+    train, validation = splits.sentences["train"], splits.sentences["validation"]
+    labels = LabelSet.of(TOPICS)
+    recipe = TfidfRecipe(max_features=5000)
+
+    def fit(rows):
+        return recipe.fit(rows, [], labels)
+
+    vectors = dense_vectors(fit(train).embed([e.text for e in train]))
+    for seed in (0, 1):
+        active = simulate(train, validation, labels, fit, vectors, "active", seed, batch=150, rounds=6)
+        random = simulate(train, validation, labels, fit, vectors, "random", seed, batch=150, rounds=6)
+        assert active.labels == random.labels == [round(0.2 * len(train)) + 150 * k for k in range(7)]
+        gap = sum(active.macro_f1[1:]) / 6 - sum(random.macro_f1[1:]) / 6
+        assert gap >= 0.005, (seed, active.macro_f1, random.macro_f1)

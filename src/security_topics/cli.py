@@ -289,7 +289,6 @@ def _compose(*overrides: str) -> Any:
 
 def review_labels(args: argparse.Namespace) -> None:
     """Rank labelled rows by how likely their labels are wrong; write CSV, summary, Label Studio tasks."""
-    import csv
 
     import hydra
     from omegaconf import OmegaConf
@@ -328,33 +327,9 @@ def review_labels(args: argparse.Namespace) -> None:
         }
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    with (out / "issues.csv").open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "rank",
-                "id",
-                "text",
-                "given",
-                "suggested",
-                "issue_score",
-                "flagged",
-                *[f"score_{n}" for n in labels.names],
-            ]
-        )
-        for rank, issue in enumerate(issues, 1):
-            writer.writerow(
-                [
-                    rank,
-                    issue.example.id,
-                    issue.example.text,
-                    "|".join(issue.given),
-                    "|".join(issue.suggested),
-                    f"{issue.issue_score:.4f}",
-                    int(issue.flagged),
-                    *[f"{issue.scores[n]:.4f}" for n in labels.names],
-                ]
-            )
+    scores = [f"score_{n}" for n in labels.names]
+    header = ["rank", "id", "text", "given", "suggested", "issue_score", "flagged", *scores]
+    label_review.write_rows(out / "issues.csv", label_review.issue_rows(issues, labels), header)
     flagged = [i for i in issues if i.flagged]
     tasks = [
         Task(
@@ -376,23 +351,8 @@ def review_labels(args: argparse.Namespace) -> None:
         article_files = args.articles or [p for p in (data.get("articles"), real.get("articles")) if p]
         articles = [a for file in article_files for a in read_articles(file, labels)]
         article_issues = label_review.review_articles(predictor, articles)
-        with (out / "articles.csv").open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(
-                ["rank", "id", "title", "given", "decided", "issue_score", *[f"score_{n}" for n in labels.names]]
-            )
-            for rank, a in enumerate(article_issues, 1):
-                writer.writerow(
-                    [
-                        rank,
-                        a.article.id,
-                        a.article.title,
-                        "|".join(a.given),
-                        "|".join(a.decided),
-                        f"{a.issue_score:.4f}",
-                        *[f"{a.scores.get(n, 0.0):.4f}" for n in labels.names],
-                    ]
-                )
+        header = ["rank", "id", "title", "given", "decided", "issue_score", *scores]
+        label_review.write_rows(out / "articles.csv", label_review.article_rows(article_issues, labels), header)
         results = predictor.predict_articles(
             [a.article.text for a in article_issues], [a.article.title for a in article_issues]
         )

@@ -149,6 +149,49 @@ def review_articles(predictor: Predictor, articles: Sequence[Article]) -> list[A
     return sorted(out, key=lambda a: (-a.issue_score, a.article.id))
 
 
+def issue_rows(issues: Sequence[Issue], labels: LabelSet) -> list[dict[str, Any]]:
+    """`issues.csv`'s rows, worst first."""
+    return [
+        {
+            "rank": rank,
+            "id": i.example.id,
+            "text": i.example.text,
+            "given": "|".join(i.given),
+            "suggested": "|".join(i.suggested),
+            "issue_score": f"{i.issue_score:.4f}",
+            "flagged": int(i.flagged),
+            **{f"score_{n}": f"{i.scores[n]:.4f}" for n in labels.names},
+        }
+        for rank, i in enumerate(issues, 1)
+    ]
+
+
+def article_rows(issues: Sequence[ArticleIssue], labels: LabelSet) -> list[dict[str, Any]]:
+    """`articles.csv`'s rows, worst first."""
+    return [
+        {
+            "rank": rank,
+            "id": a.article.id,
+            "title": a.article.title,
+            "given": "|".join(a.given),
+            "decided": "|".join(a.decided),
+            "issue_score": f"{a.issue_score:.4f}",
+            **{f"score_{n}": f"{a.scores.get(n, 0.0):.4f}" for n in labels.names},
+        }
+        for rank, a in enumerate(issues, 1)
+    ]
+
+
+def write_rows(path: Any, rows: Sequence[dict[str, Any]], header: Sequence[str]) -> None:
+    """Rows as CSV (the header even when there are none)."""
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(header))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 # --- measuring it: errors put there on purpose -------------------------------------------------
 
 

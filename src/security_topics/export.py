@@ -275,7 +275,8 @@ def _export_transformer(
     from security_topics.models.transformer import TransformerModel
 
     card = ModelCard.load(source)
-    model = TransformerModel.load(source, card, device="cpu", attn_implementation="eager")
+    # fp32 whatever the card was tuned in: the graph is traced in fp32 and quantised from it
+    model = TransformerModel.load(source, card, device="cpu", precision="fp32", attn_implementation="eager")
     target.mkdir(parents=True, exist_ok=True)
     fp32_path = target / (GRAPH if not quantize else "model.fp32.onnx")
     # Two distinct tensors, one row padded: an all-ones mask (or one tensor for both) lets tracing

@@ -16,9 +16,18 @@ def _truncate(path, keep=0.5):
 
 
 def _drop_labels(card_path):
+    """A card that is sound on its own (every per-topic list cut to 3 topics) but no longer fits the weights."""
     card = json.loads(card_path.read_text())
-    card["labels"], card["thresholds"] = card["labels"][:3], card["thresholds"][:3]
-    card_path.write_text(json.dumps(card))
+    topics = len(card["labels"])
+
+    def cut(value):
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cut(v) for v in (value[:3] if len(value) == topics else value)]
+        return value
+
+    card_path.write_text(json.dumps(cut(card)))
 
 
 CASES = {

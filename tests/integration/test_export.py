@@ -53,7 +53,7 @@ def sample(tiny_run):
 
 
 def test_fp32_onnx_scores_equal_torch(tiny_run, exports, sample):
-    torch_scores = load_model(tiny_run.model_dir, device="cpu").score(sample)
+    torch_scores = load_model(tiny_run.model_dir, device="cpu", precision="fp32").score(sample)
     onnx_scores = load_model(exports / "fp32").score(sample)
     assert np.abs(onnx_scores.probs - torch_scores.probs).max() < 1e-4
     assert (onnx_scores.truncated == torch_scores.truncated).all()
@@ -62,15 +62,22 @@ def test_fp32_onnx_scores_equal_torch(tiny_run, exports, sample):
 def test_fp32_export_retuned_on_the_same_validation_keeps_the_source_decisions(tiny_run, exports):
     source, exported = ModelCard.load(Path(tiny_run.model_dir)), ModelCard.load(exports / "fp32")
     assert exported.family == "onnx"
-    assert exported.thresholds == source.thresholds
-    assert exported.article_rule["kind"] == source.article_rule["kind"]
-    assert np.allclose(exported.article_rule["thresholds"], source.article_rule["thresholds"])
     provenance = exported.settings["export"]
     assert provenance["quantization"] is None and provenance["opset"] >= 17 and len(provenance["source_sha256"]) == 64
     assert provenance["validation"]["sentences"] > 0
-    against = provenance["validation"]["against_source"]  # same decisions: nothing changes, no warning
-    assert against["sentence_label_sets"] == 0 and against["article_label_sets"] == 0
-    assert against["macro_f1_points"] == 0 and against["article_macro_f1_points"] == 0
+    against = provenance["validation"]["against_source"]
+    if source.settings["precision"] == "fp32":
+        # the source's decisions were fitted on fp32 scores, which the graph reproduces: nothing changes
+        assert exported.thresholds == source.thresholds
+        assert exported.article_rule["kind"] == source.article_rule["kind"]
+        assert np.allclose(exported.article_rule["thresholds"], source.article_rule["thresholds"])
+        assert against["sentence_label_sets"] == 0 and against["article_label_sets"] == 0
+        assert against["macro_f1_points"] == 0 and against["article_macro_f1_points"] == 0
+    else:
+        # fitted on bf16 scores (a CPU with native bf16): the export is re-tuned on its fp32 scores
+        # and may move a threshold a step, no more than bf16 itself moves the scores
+        assert np.abs(np.subtract(exported.thresholds, source.thresholds)).max() <= 0.05
+        assert against["sentence_label_sets"] <= 0.05  # the share of validation sentences whose label set changes
 
 
 @pytest.mark.parametrize("backend", ["int8", "bf16"])

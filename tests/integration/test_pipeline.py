@@ -226,8 +226,12 @@ def test_prepared_splits_do_not_share_texts(workspace):
     for name, examples in splits.sentences.items():
         for e in examples:
             assert seen.setdefault(e.text, name) == name
-    raw = read_sentences(cfg.data.sentences, LabelSet.of(cfg.data.labels))
-    assert sum(len(v) for v in splits.sentences.values()) == len(raw)
+    labels = LabelSet.of(cfg.data.labels)
+    written = read_sentences(cfg.data.sentences, labels)
+    real = read_sentences(cfg.data.real.sentences, labels)
+    # every written and every real sentence lands in exactly one split (the fixture repeats no line)
+    assert sum(len(v) for v in splits.sentences.values()) == len(written) + len(real)
+    assert len(splits.sentences["test_real"]) > 0
     assert {a.id for a in splits.articles["validation"]}.isdisjoint(a.id for a in splits.articles["test"])
 
 

@@ -90,7 +90,7 @@ def predict(args: argparse.Namespace) -> None:
     with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
         for start in range(0, len(articles), PREDICT_CHUNK):
             chunk = articles[start : start + PREDICT_CHUNK]
-            for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed)):
+            for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed, args.highlights)):
                 if result is None:
                     continue
                 record = {"id": article["id"], **result.to_dict()}
@@ -105,15 +105,19 @@ def predict(args: argparse.Namespace) -> None:
         )
 
 
-def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str]) -> list[Any]:
+def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str], highlights: int = 0) -> list[Any]:
     """Results for a chunk; if the chunk fails, article by article, so one bad record costs only itself."""
     try:
-        return predictor.predict_articles([a["text"] for a in chunk], titles=[a.get("title") for a in chunk])
+        return predictor.predict_articles(
+            [a["text"] for a in chunk], titles=[a.get("title") for a in chunk], highlights=highlights
+        )
     except Exception:  # noqa: BLE001 - retried one by one below, each failure reported
         results = []
         for article in chunk:
             try:
-                results.append(predictor.predict_article(article["text"], title=article.get("title")))
+                results.append(
+                    predictor.predict_article(article["text"], title=article.get("title"), highlights=highlights)
+                )
             except Exception as err:  # noqa: BLE001
                 print(f"security-topics predict: article {article['id']!r} failed: {err}", file=sys.stderr)
                 failed.append(article["id"])
@@ -517,6 +521,21 @@ def _evidence_cap(value: str) -> int:
     return int(value)
 
 
+def _highlights_option(parser: argparse.ArgumentParser) -> None:
+    from security_topics.highlights import HIGHLIGHT_WORDS
+
+    parser.add_argument(
+        "--highlights",
+        nargs="?",
+        type=int,
+        const=HIGHLIGHT_WORDS,
+        default=0,
+        metavar="N",
+        help=f"mark the N words that carried each evidence sentence's topic (by occlusion; {HIGHLIGHT_WORDS} "
+        "when N is left out; 0: off)",
+    )
+
+
 def _review_target_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--review-target",
@@ -549,6 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=_positive, default=64, help="sentences per forward pass")
+    _highlights_option(p)
     p.add_argument(
         "--max-evidence",
         type=_evidence_cap,

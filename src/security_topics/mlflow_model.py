@@ -45,6 +45,7 @@ class SecurityTopicsModel(PythonModel):
             titles=titles,
             max_evidence=int(params.get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None,
             review_target=float(params.get("review_target") or 0) or None,
+            highlights=bool(params.get("highlights", False)),
         )
         return pd.DataFrame([r.to_row() for r in results], columns=OUTPUT_COLUMNS)
 
@@ -87,6 +88,7 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
                     [
                         ParamSpec("max_evidence", "long", DEFAULT_MAX_EVIDENCE),
                         ParamSpec("review_target", "double", 0.0),
+                        ParamSpec("highlights", "boolean", False),
                     ]
                 ),
             ),

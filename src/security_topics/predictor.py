@@ -21,6 +21,7 @@ import numpy as np
 from security_topics.aggregation import ArticleRule, article_features
 from security_topics.calibration import IDENTITY, Calibrator
 from security_topics.errors import ConfigError
+from security_topics.highlights import HIGHLIGHT_WORDS, occlusion_variants, occlusion_weights, top_spans
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
 from security_topics.models.runtime import usable_cpus
@@ -54,11 +55,22 @@ class SentenceResult:
 
 @dataclass
 class Evidence:
+    """A sentence that carries a topic: its text, span, calibrated score for the topic, and where asked
+    for, `highlights`: the words that carried it, as [start, end, weight] in the same offsets as the
+    sentence (the article's, or the title's), weight the fall in the model's own score without the word."""
+
     text: str
     start: int
     end: int
     score: float
     source: str = "text"
+    highlights: list[list[float]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.highlights is None:
+            del out["highlights"]
+        return out
 
 
 @dataclass
@@ -90,7 +102,9 @@ class ArticleResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels": list(self.labels),
-            "topics": [asdict(t) for t in self.topics],
+            "topics": [
+                {"topic": t.topic, "score": t.score, "evidence": [e.to_dict() for e in t.evidence]} for t in self.topics
+            ],
             "scores": dict(self.scores),
             "sentences": [s.to_dict() for s in self.sentences],
             "flags": list(self.flags),
@@ -99,11 +113,12 @@ class ArticleResult:
 
     def to_row(self) -> dict[str, Any]:
         """The flat row that tables and services hold (pyfunc output, scored archives): topics,
-        scores, evidence as `{topic, text, start, end, score, source}`, flags, needs_review."""
+        scores, evidence as `{topic, text, start, end, score, source}` (and `highlights` where asked
+        for), flags, needs_review."""
         return {
             "topics": list(self.labels),
             "scores": dict(self.scores),
-            "evidence": [{"topic": t.topic, **asdict(e)} for t in self.topics for e in t.evidence],
+            "evidence": [{"topic": t.topic, **e.to_dict()} for t in self.topics for e in t.evidence],
             "flags": list(self.flags),
             "needs_review": list(self.needs_review),
         }
@@ -234,9 +249,17 @@ class Predictor:
         return self._score_spans(spans)
 
     def predict_article(
-        self, text: str | None, title: str | None = None, *, max_evidence: Any = _KEEP, review_target: Any = None
+        self,
+        text: str | None,
+        title: str | None = None,
+        *,
+        max_evidence: Any = _KEEP,
+        review_target: Any = None,
+        highlights: bool | int = False,
     ) -> ArticleResult:
-        return self.predict_articles([text], [title], max_evidence=max_evidence, review_target=review_target)[0]
+        return self.predict_articles(
+            [text], [title], max_evidence=max_evidence, review_target=review_target, highlights=highlights
+        )[0]
 
     def predict_articles(
         self,
@@ -245,12 +268,16 @@ class Predictor:
         *,
         max_evidence: Any = _KEEP,
         review_target: float | None = None,
+        highlights: bool | int = False,
     ) -> list[ArticleResult]:
         """Split every article into sentences, score all of them in one batched pass, aggregate.
 
         `None` is an empty article (or no title). `max_evidence` and `review_target` apply to this
         call only (a shared Predictor never carries one request's options into another).
+        `highlights`: True (the 5 heaviest words) or a number of words per evidence sentence, found by
+        occlusion (one more batched pass over each evidence sentence's variants); off by default.
         """
+        top_k = _check_highlights(highlights)
         texts = _texts(texts, "texts", allow_none=True)
         titles = _texts(titles, "titles", allow_none=True) if titles is not None else [None] * len(texts)
         if len(titles) != len(texts):
@@ -277,7 +304,36 @@ class Predictor:
         grouped: list[list[SentenceResult]] = [[] for _ in texts]
         for owner, result in zip(owners, scored):
             grouped[owner].append(result)
-        return [self._aggregate(sentences, cap, band) for sentences in grouped]
+        results = [self._aggregate(sentences, cap, band) for sentences in grouped]
+        if top_k:
+            self._add_highlights(results, top_k)
+        return results
+
+    def _add_highlights(self, results: Sequence[ArticleResult], top_k: int) -> None:
+        """Fill every evidence sentence's `highlights`: its words scored by occlusion, all articles'
+        variants in one batch, each sentence scored once however many topics it carries."""
+        index = {name: j for j, name in enumerate(self.labels)}
+        jobs: dict[tuple[int, str, int], tuple[str, list[tuple[int, int]], int]] = {}
+        texts: list[str] = []
+        for a, result in enumerate(results):
+            for topic in result.topics:
+                for e in topic.evidence:
+                    key = (a, e.source, e.start)
+                    if key not in jobs:
+                        spans, variants = occlusion_variants(e.text)
+                        jobs[key] = (e.text, spans, len(texts))
+                        texts.extend([e.text, *variants])
+        keep = [i for i, t in enumerate(texts) if t.strip()]
+        probs = np.zeros((len(texts), len(self.labels)))
+        if keep:
+            probs[keep] = self.model.score([texts[i] for i in keep], batch_size=self.batch_size).probs
+        for a, result in enumerate(results):
+            for topic in result.topics:
+                j = index[topic.topic]
+                for e in topic.evidence:
+                    _, spans, first = jobs[(a, e.source, e.start)]
+                    weights = occlusion_weights(probs[first], probs[first + 1 : first + 1 + len(spans)])
+                    e.highlights = [list(s) for s in top_spans(spans, weights[:, j], top_k, offset=e.start)]
 
     def _score_spans(self, spans: Sequence[tuple[str, int, int, str]]) -> list[SentenceResult]:
         keep = [i for i, span in enumerate(spans) if span[0].strip()]
@@ -364,6 +420,17 @@ def _apply(calibrators: Sequence[Calibrator], scores: np.ndarray) -> np.ndarray:
     for j, calibrator in enumerate(calibrators):
         out[..., j] = calibrator(scores[..., j])
     return out
+
+
+def _check_highlights(value: Any) -> int:
+    """Words to highlight per evidence sentence: 0 (off), True (HIGHLIGHT_WORDS) or a whole number."""
+    if value is True:
+        return HIGHLIGHT_WORDS
+    if value is False or value is None:
+        return 0
+    if not isinstance(value, int) or value < 0:
+        raise ConfigError(f"highlights must be true, false or a whole number of words ≥ 0, got {value!r}")
+    return value
 
 
 def _check_max_evidence(value: Any) -> int | None:

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup run test test-fast quality report ui clean
+.PHONY: setup browser run test test-fast quality report ui clean serve
 
 # torch 2.13.0 first (a CPU build from local disk here); then the project, whose torch range it satisfies.
 $(STAMP): pyproject.toml
@@ -23,6 +23,14 @@ $(LS_VENV)/.installed:
 	  $(LS_VENV)/bin/pip install -q label-studio==1.23.2 && touch $@ || \
 	  echo "Label Studio could not be installed: tests/integration/test_label_studio.py will be skipped"
 
+# Headless Chromium for the web page's browser test (Debian's chromium and chromedriver, with apt, as
+# root). Where it cannot be installed, the test is skipped and says why; make test goes on.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (test "$$(id -u)" = 0 && (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1))) || \
+	  echo "chromium could not be installed: the browser test in tests/integration/test_serve.py will be skipped"
+
 # Validate and split the data, train the default model (e5_tfidf), evaluate it, log it all to
 # MLflow, save it to models/default/, then label a sample article with the predictor.
 run: setup
@@ -35,7 +43,7 @@ run: setup
 	@echo "--- open the runs: make ui  (then http://127.0.0.1:5000)"
 
 # Lint, the layer contract, the corpus quality gates (with their statistics printed), then the tests.
-test: setup $(LS_VENV)/.installed
+test: setup $(LS_VENV)/.installed browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
@@ -50,6 +58,10 @@ quality: setup
 
 report: setup
 	$(VENV)/bin/security-topics report --output experiments/report
+
+# The analysts' web page and JSON API on the default model (http://127.0.0.1:8000, API docs at /docs).
+serve: setup
+	$(VENV)/bin/security-topics serve --model models/default
 
 # The MLflow UI on the project's store (http://127.0.0.1:5000).
 ui: setup

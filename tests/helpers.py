@@ -83,6 +83,30 @@ class FakeModel:
         self.card.save(directory)
 
 
+CUES = {"المخدرات": (1, 0.6), "كبتاجون": (1, 0.3), "إرهابية": (0, 0.7)}
+
+
+class KeywordModel:
+    """A `TopicModel` that scores a text by the cue words it holds: topic a (terrorism), b (narcotics),
+    base 0.1; for what depends on which words carry a score (highlights)."""
+
+    def __init__(self) -> None:
+        self.card = ModelCard("fake", ["a", "b"], [0.5, 0.5], {})
+        self.calls: list[list[str]] = []
+
+    def score(self, texts, batch_size=64):
+        self.calls.append(list(texts))
+        probs = np.full((len(texts), 2), 0.1)
+        for i, text in enumerate(texts):
+            for word, (topic, weight) in CUES.items():
+                if word in text.split():
+                    probs[i, topic] += weight
+        return Scores(np.clip(probs, 0, 1), np.zeros(len(texts), dtype=bool))
+
+    def save(self, directory):
+        self.card.save(directory)
+
+
 TOPICS = ("counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security")
 
 

@@ -105,6 +105,35 @@ def predict(args: argparse.Namespace) -> None:
         )
 
 
+def explain(args: argparse.Namespace) -> None:
+    """One article as a self-contained HTML page: evidence in each topic's colour, words shaded."""
+    from security_topics.explain import page, render_article
+    from security_topics.predictor import Predictor
+
+    articles, _ = _read_articles(args.file, "text")
+    output = args.output or f"{'explain' if args.file == '-' else Path(args.file).stem}.html"
+    _check_output(output)
+    predictor = _load(args, Predictor, device=args.device, tracking_uri=args.tracking_uri)
+    text = articles[0]["text"]
+    result = predictor.predict_article(text, title=args.title, max_evidence=0, highlights=args.highlights)
+    heading = (args.title or articles[0]["id"]).strip() or "security-topics"
+    Path(output).write_text(page(render_article(result, text, args.title, predictor.labels), heading), "utf-8")
+    print(f"{', '.join(result.labels) or 'no security topic'}: wrote {output}")
+
+
+def serve(args: argparse.Namespace) -> None:
+    """The analysts' web page and the JSON API, under uvicorn."""
+    import uvicorn
+
+    from security_topics.predictor import Predictor
+    from security_topics.serve import create_app
+
+    predictor = _load(args, Predictor, device=args.device, tracking_uri=args.tracking_uri)
+    app = create_app(predictor, model_name=str(args.model))
+    print(f"serving {args.model} on http://{args.host}:{args.port} (API docs: /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+
+
 def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str], highlights: int = 0) -> list[Any]:
     """Results for a chunk; if the chunk fails, article by article, so one bad record costs only itself."""
     try:
@@ -585,6 +614,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=_positive, help="CPU threads (default: half the usable CPUs, at least 1)")
     _review_target_option(p)
     p.set_defaults(func=predict)
+
+    p = commands.add_parser("explain", help="one article as an HTML page: evidence and the words that carried it")
+    p.add_argument("file", help="a .txt file (one article) or - for stdin")
+    p.add_argument("--title", help="the article's title, if it has one")
+    p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
+    p.add_argument("--output", help="the page to write (default: the article's name with .html, here)")
+    p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--highlights", type=int, default=5, metavar="N", help="words marked per evidence sentence (0: off)")
+    p.set_defaults(func=explain)
+
+    p = commands.add_parser("serve", help="a web page for analysts and a JSON API (POST /v1/articles)")
+    p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)")
+    p.add_argument("--port", type=_positive, default=8000, help="port")
+    p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=serve)
 
     p = commands.add_parser("export", help="export a transformer or ensemble for fast CPU serving (ONNX)")
     p.add_argument("model_dir", help="a trained model directory (transformer, or an ensemble holding one)")

@@ -157,7 +157,7 @@ def check_record(obj: Any, source: str, line: int) -> InputRow | BadRow:
     return InputRow(source, line, article_id, text, title)
 
 
-def _parse_jsonl_line(raw: bytes, source: str, line: int) -> InputRow | BadRow | None:
+def parse_jsonl_line(raw: bytes, source: str, line: int) -> InputRow | BadRow | None:
     """A JSONL line as a record (None for a blank line)."""
     try:
         text = raw.decode("utf-8")
@@ -187,7 +187,7 @@ def read_jsonl(
                 break
             if line == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]  # a byte-order mark from a Windows editor
-            record = _parse_jsonl_line(raw.rstrip(b"\r\n"), source, line)
+            record = parse_jsonl_line(raw.rstrip(b"\r\n"), source, line)
             if record is not None:
                 yield record
             line += 1

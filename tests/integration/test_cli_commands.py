@@ -126,3 +126,21 @@ def test_bad_records_cost_only_themselves(tfidf_run, tmp_path, capsys):
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "d"]
     err = capsys.readouterr().err
     assert f"{path}:2: field 'json': invalid JSON" in err and f"{path}:3: field 'text'" in err
+
+
+def test_predict_with_highlights_and_explain_to_a_page(tfidf_run, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "article.txt"
+    path.write_text(ARTICLE, encoding="utf-8")
+    main(["-q", "predict", str(path), "--model", tfidf_run.model_dir, "--highlights", "2"])
+    record = json.loads(capsys.readouterr().out)
+    assert "narcotics" in record["labels"]
+    for topic in record["topics"]:
+        for evidence in topic["evidence"]:
+            assert 1 <= len(evidence["highlights"]) <= 2
+            assert all(evidence["start"] <= s < e <= evidence["end"] for s, e, _ in evidence["highlights"])
+    monkeypatch.chdir(tmp_path)
+    main(["-q", "explain", str(path), "--model", tfidf_run.model_dir, "--title", "ضبط كبتاجون"])
+    said = capsys.readouterr().out
+    assert "narcotics" in said.split(":")[0] and said.strip().endswith("wrote article.html")
+    html = (tmp_path / "article.html").read_text(encoding="utf-8")
+    assert '<html dir="rtl"' in html and "<h1>" in html and 'data-topic="narcotics"' in html

@@ -3,33 +3,11 @@ offsets, and weigh what the model's score loses without each word."""
 
 import numpy as np
 import pytest
+from helpers import KeywordModel
 
 from security_topics.errors import ConfigError
 from security_topics.highlights import occlusion_variants, occlusion_weights, top_spans, without, word_spans
-from security_topics.models.card import ModelCard, Scores
 from security_topics.predictor import Predictor
-
-CUES = {"المخدرات": (1, 0.6), "كبتاجون": (1, 0.3), "إرهابية": (0, 0.7)}
-
-
-class KeywordModel:
-    """Scores a text by the cue words it holds: topic a (terrorism), b (narcotics), base 0.1."""
-
-    def __init__(self) -> None:
-        self.card = ModelCard("fake", ["a", "b"], [0.5, 0.5], {})
-        self.calls: list[list[str]] = []
-
-    def score(self, texts, batch_size=64):
-        self.calls.append(list(texts))
-        probs = np.full((len(texts), 2), 0.1)
-        for i, text in enumerate(texts):
-            for word, (topic, weight) in CUES.items():
-                if word in text.split():
-                    probs[i, topic] += weight
-        return Scores(np.clip(probs, 0, 1), np.zeros(len(texts), dtype=bool))
-
-    def save(self, directory):
-        self.card.save(directory)
 
 
 def test_words_are_letters_and_marks_without_the_punctuation_around_them():

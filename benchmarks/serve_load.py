@@ -1,8 +1,10 @@
 """A bounded load test of the served model: 4 concurrent clients × 50 requests of one article each.
 
     python benchmarks/serve_load.py --model runs:/<run_id>/model [--clients 4] [--requests 50]
+    python benchmarks/serve_load.py --server app --model models/default
 
-Starts `mlflow models serve` on 127.0.0.1 (local environment, the project's MLflow store unless
+Starts `mlflow models serve` (or, with `--server app`, `security-topics serve` and its
+POST /v1/articles) on 127.0.0.1 (local environment, the project's MLflow store unless
 MLFLOW_TRACKING_URI says otherwise), waits for it, runs the clients, prints errors and latency
 percentiles, and stops the server. Loopback only.
 """
@@ -34,26 +36,30 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--server", choices=("mlflow", "app"), default="mlflow", help="mlflow serve or ours")
     args = parser.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "MLFLOW_TRACKING_URI": resolve_uri()}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")  # uvicorn
-    mlflow = str(Path(sys.executable).parent / "mlflow")
-    server = subprocess.Popen(
-        [mlflow, "models", "serve", "-m", args.model, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    bin_dir = Path(sys.executable).parent
+    if args.server == "mlflow":
+        command = [bin_dir / "mlflow", "models", "serve", "-m", args.model, "--env-manager", "local"]
+        command += ["-h", "127.0.0.1", "-p", str(port)]
+        health, path, payload = "/ping", "/invocations", {"dataframe_records": [ARTICLE]}
+    else:
+        command = [bin_dir / "security-topics", "-q", "serve", "--model", args.model, "--port", str(port)]
+        health, path, payload = "/healthz", "/v1/articles", [{"id": "a", **ARTICLE}]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    payload = json.dumps({"dataframe_records": [ARTICLE]}, ensure_ascii=False).encode()
+    payload = json.dumps(payload, ensure_ascii=False).encode()
+    answer_key = "predictions" if args.server == "mlflow" else "results"
     try:
         started = time.monotonic()
         while True:
             try:
-                urllib.request.urlopen(url + "/ping", timeout=2).close()
+                urllib.request.urlopen(url + health, timeout=2).close()
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() - started > 300:
@@ -64,13 +70,11 @@ def main() -> None:
         def client(_: int) -> list[float | None]:
             latencies: list[float | None] = []
             for _ in range(args.requests):
-                request = urllib.request.Request(
-                    url + "/invocations", data=payload, headers={"Content-Type": "application/json"}
-                )
+                request = urllib.request.Request(url + path, data=payload, headers={"Content-Type": "application/json"})
                 t0 = time.perf_counter()
                 try:
                     with urllib.request.urlopen(request, timeout=60) as response:
-                        ok = response.status == 200 and json.loads(response.read())["predictions"][0]["topics"]
+                        ok = response.status == 200 and json.loads(response.read())[answer_key][0]["topics"]
                     latencies.append(time.perf_counter() - t0 if ok else None)
                 except OSError:
                     latencies.append(None)

@@ -6,13 +6,25 @@ import pytest
 from helpers import KeywordModel
 
 from security_topics.errors import ConfigError
-from security_topics.highlights import occlusion_variants, occlusion_weights, top_spans, without, word_spans
+from security_topics.highlights import (
+    candidate_spans,
+    occlusion_variants,
+    occlusion_weights,
+    top_spans,
+    without,
+    word_spans,
+)
 from security_topics.predictor import Predictor
 
 
 def test_words_are_letters_and_marks_without_the_punctuation_around_them():
     text = "«ضبطت» الشرطةُ 3.5 مليون قرص، في جدة."
     assert [text[s:e] for s, e in word_spans(text)] == ["ضبطت", "الشرطةُ", "3", "5", "مليون", "قرص", "في", "جدة"]
+
+
+def test_function_words_numbers_and_single_letters_are_not_occluded():
+    text = "وقال إن الشرطة في 2019 ضبطت و كبتاجون"
+    assert [text[s:e] for s, e in candidate_spans(text)] == ["الشرطة", "ضبطت", "كبتاجون"]
 
 
 def test_a_dropped_word_leaves_one_space_and_no_edge_space():

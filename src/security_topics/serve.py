@@ -55,9 +55,11 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
     app.add_middleware(_BodyLimit)
     lock = threading.Lock()
 
-    def score(rows: list[Any], highlights: int = 0) -> list[Any]:
+    def score(rows: list[Any], highlights: int = 0, **options: Any) -> list[Any]:
         with lock:
-            return predictor.predict_articles([r.text for r in rows], [r.title for r in rows], highlights=highlights)
+            return predictor.predict_articles(
+                [r.text for r in rows], [r.title for r in rows], highlights=highlights, **options
+            )
 
     async def body(request: Request) -> bytes:
         data = await request.body()
@@ -154,7 +156,7 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
             return JSONResponse({"error": f"{record.field}: {record.reason}"}, status_code=422)
         if len(record.text) > MAX_TEXT_CHARS:
             return JSONResponse({"error": f"text: at most {MAX_TEXT_CHARS} characters"}, status_code=413)
-        (result,) = score([record], highlights=HIGHLIGHT_WORDS)
+        (result,) = score([record], highlights=HIGHLIGHT_WORDS, max_evidence=0)  # every carrying sentence
         html = render_article(result, record.text, record.title, list(predictor.labels))
         return JSONResponse({"html": html, "result": result.to_row()})
 

@@ -155,8 +155,13 @@ def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
     assert frame["scores"].tolist() == [r.scores for r in local]
     assert frame["needs_review"].tolist() == [r.needs_review for r in local]
     assert frame["evidence"].tolist() == [
-        [{"topic": t.topic, **vars(e)} for t in r.topics for e in t.evidence] for r in local
+        [{"topic": t.topic, **e.to_dict()} for t in r.topics for e in t.evidence] for r in local
     ]
+    assert all("highlights" not in e for row in frame["evidence"] for e in row)  # only when asked for
+    shown = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}), params={"highlights": True})
+    local_shown = Predictor.load(run.model_dir).predict_articles(texts, titles, highlights=True)
+    assert shown["evidence"].tolist() == [r.to_row()["evidence"] for r in local_shown]
+    assert any(e["highlights"] for row in shown["evidence"] for e in row)
     every = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}), params={"max_evidence": 0})
     assert all(len(a) >= len(b) for a, b in zip(every["evidence"], frame["evidence"]))
     loose = pyfunc.predict(pd.DataFrame({"text": texts, "title": titles}), params={"review_target": 0.9})

@@ -72,8 +72,17 @@ def predict(args: argparse.Namespace) -> None:
     from security_topics.predictor import Predictor
 
     articles, bad = _read_articles(args.file, args.format)  # an unreadable file fails before a model loads
+    too_long = [a for a in articles if len(a["text"]) > args.max_chars]
+    articles = [a for a in articles if len(a["text"]) <= args.max_chars]
     for err in bad:
         print(f"security-topics predict: skipped {err}", file=sys.stderr)
+    for article in too_long:
+        print(
+            f"security-topics predict: skipped article {article['id']!r}: {len(article['text']):,} characters, "
+            f"over --max-chars {args.max_chars:,}",
+            file=sys.stderr,
+        )
+    bad = [*bad, *too_long]
     _check_output(args.output)
     predictor = _load(
         args,
@@ -87,17 +96,28 @@ def predict(args: argparse.Namespace) -> None:
         review_target=args.review_target,
     )
     failed: list[str] = []
-    with open(args.output, "w", encoding="utf-8") if args.output else nullcontext(sys.stdout) as out:
-        for start in range(0, len(articles), PREDICT_CHUNK):
-            chunk = articles[start : start + PREDICT_CHUNK]
-            for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed, args.highlights)):
-                if result is None:
-                    continue
-                record = {"id": article["id"], **result.to_dict()}
-                if not args.sentences:
-                    record.pop("sentences")
-                out.write(json.dumps(record, ensure_ascii=False, indent=2 if args.pretty else None) + "\n")
-            out.flush()
+    # --output is written beside itself and renamed when whole: a kill or a full disk keeps the old file
+    partial = Path(args.output).with_name(f".{Path(args.output).name}.partial") if args.output else None
+    try:
+        with open(partial, "w", encoding="utf-8") if partial else nullcontext(sys.stdout) as out:
+            for start in range(0, len(articles), PREDICT_CHUNK):
+                chunk = articles[start : start + PREDICT_CHUNK]
+                for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed, args.highlights)):
+                    if result is None:
+                        continue
+                    record = {"id": article["id"], **result.to_dict()}
+                    if not args.sentences:
+                        record.pop("sentences")
+                    out.write(json.dumps(record, ensure_ascii=False, indent=2 if args.pretty else None) + "\n")
+                out.flush()
+            if partial:
+                os.fsync(out.fileno())
+        if partial:
+            os.replace(partial, args.output)
+    except BaseException:
+        if partial:
+            partial.unlink(missing_ok=True)  # the earlier --output stays as it was
+        raise
     if bad or failed:
         raise ProjectError(
             f"{len(bad) + len(failed)} of {len(articles) + len(bad)} records were not labelled (listed above); "
@@ -196,6 +216,7 @@ def score(args: argparse.Namespace) -> None:
         "max_evidence": args.max_evidence,
         "device": args.device,
         "review_target": args.review_target,
+        "max_chars": args.max_chars,
     }
     if args.engine == "spark":
         from security_topics.scoring_spark import score_spark
@@ -598,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=_positive, default=64, help="sentences per forward pass")
     _highlights_option(p)
+    p.add_argument("--max-chars", type=_positive, default=1_000_000, help="longer articles are skipped (an error)")
     p.add_argument(
         "--max-evidence",
         type=_evidence_cap,
@@ -661,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--max-evidence", type=_evidence_cap, default=3, help="evidence sentences per topic (0/all: all)")
+    p.add_argument("--max-chars", type=_positive, default=1_000_000, help="longer articles are error rows, not scored")
     _review_target_option(p)
     p.set_defaults(func=score)
 

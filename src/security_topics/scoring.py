@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 INPUT_SUFFIXES = (".jsonl", ".parquet")
 ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS"
+LOCK_FILE = ".lock"  # held by the job writing OUTPUT (score_local)
+MAX_ARTICLE_CHARS = 1_000_000  # one article: a 50 MB "article" is a broken file, not news
 DEFAULT_BATCH_SIZE = 256  # articles per part: a kill loses at most one part's work
 
 EVIDENCE_TYPE = pa.struct(
@@ -136,7 +138,8 @@ def check_record(obj: Any, source: str, line: int) -> InputRow | BadRow:
     """One input record (a parsed JSON line or a Parquet row) as an article, or why it is not one.
 
     `text` must be a string (an empty one is scored and flagged `empty`); `id` a string or a whole
-    number; `title` a string or absent/null."""
+    number; `title` a string or absent/null. A lone UTF-16 surrogate (a broken `\\ud83d` escape) in
+    any of them is an error row: it could not be written out as UTF-8."""
     if not isinstance(obj, dict):
         return BadRow(source, line, "json", f"expected a JSON object, got {type(obj).__name__}")
     raw_id = obj.get("id")
@@ -154,7 +157,31 @@ def check_record(obj: Any, source: str, line: int) -> InputRow | BadRow:
         return BadRow(source, line, "text", f"expected a string, got {type(text).__name__}", article_id)
     if title is not None and not isinstance(title, str):
         return BadRow(source, line, "title", f"expected a string, got {type(title).__name__}", article_id)
+    for name, value in (("id", article_id), ("text", text), ("title", title)):
+        at = _surrogate_at(value)
+        if at is not None:
+            reason = f"a lone UTF-16 surrogate at character {at} (a broken \\u escape): not text"
+            return BadRow(source, line, name, reason, article_id if name != "id" else None)
     return InputRow(source, line, article_id, text, title)
+
+
+def over_size(row: InputRow, max_chars: int) -> BadRow | None:
+    """An error row for an article longer than `max_chars` characters (scoring it would take minutes
+    and gigabytes: a broken file, not news), else None."""
+    if len(row.text) <= max_chars:
+        return None
+    reason = f"{len(row.text):,} characters, over the maximum article size of {max_chars:,} (--max-chars)"
+    return BadRow(row.source, row.line, "text", reason, row.id)
+
+
+def _surrogate_at(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None
 
 
 def parse_jsonl_line(raw: bytes, source: str, line: int) -> InputRow | BadRow | None:
@@ -179,6 +206,8 @@ def read_jsonl(
     `first_line` read one slice of a big file (the Spark engine's unit of work)."""
     source = str(path)
     with open(path, "rb") as stream:
+        if stream.read(2) == b"\x1f\x8b":
+            raise DataError(path, 0, "encoding", "the file is gzip-compressed: decompress it first (gunzip)")
         stream.seek(start)
         line = first_line
         while end is None or stream.tell() < end:
@@ -322,6 +351,7 @@ class PartWriter:
         if output.exists() and not output.is_dir():
             raise ConfigError(f"{output} is a file: OUTPUT is a folder of part files (choose a new name)")
         (output / ERRORS_DIR).mkdir(parents=True, exist_ok=True)
+        self.lock = _lock(output)  # before anything is cleaned: another job's temporary parts are its own
         for stale in [*output.glob(".tmp-*"), *(output / ERRORS_DIR).glob(".tmp-*")]:
             stale.unlink()  # the unfinished part of a killed run
         numbers = [int(p.stem.split("-")[1]) for p in _parts(output) + _parts(output / ERRORS_DIR)]
@@ -359,6 +389,29 @@ class PartWriter:
 
     def finish(self) -> None:
         (self.output / SUCCESS_FILE).touch()
+        self.lock.close()
+
+
+def _lock(output: Path) -> Any:
+    """An exclusive lock on OUTPUT for this process's lifetime (released when it ends, even killed)."""
+    import fcntl
+
+    stream = open(output / LOCK_FILE, "a+")  # noqa: SIM115 - held open: the lock lives as long as it
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        stream.close()
+        raise ConfigError(
+            f"{output}: another score job is writing into it; wait for it, or score into another OUTPUT"
+        ) from None
+    return stream
+
+
+def check_output_place(input_path: str | Path, output: str | Path) -> None:
+    """Refuse an OUTPUT inside the INPUT folder (its parts would be read as input next time)."""
+    source, target = Path(input_path).resolve(), Path(output).resolve()
+    if source.is_dir() and target.is_relative_to(source):
+        raise ConfigError(f"OUTPUT {output} lies inside INPUT {input_path}: choose a folder outside it")
 
 
 def _write_jsonl(stream: Any, rows: Iterable[dict[str, Any]]) -> None:
@@ -386,13 +439,16 @@ def score_local(
     device: str = "auto",
     review_target: float | None = None,
     on_progress: Callable[[int], Any] | None = None,
+    max_chars: int = MAX_ARTICLE_CHARS,
 ) -> ScoreSummary:
     """Score every article of INPUT into the OUTPUT folder, `batch_size` articles per part, in one
     process. Resumable: ids already in OUTPUT are skipped. `on_progress(n)` is called after each
-    part with the number of articles it scored (a progress bar)."""
+    part with the number of articles it scored (a progress bar). Articles over `max_chars`
+    characters are error rows. One job writes an OUTPUT at a time (a lock file in it)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
     input_files(input_path)  # a wrong input fails before the model loads
+    check_output_place(input_path, output)
     from security_topics.predictor import Predictor
 
     directory, model_info = describe_model(model, tracking_uri)  # a missing model: no OUTPUT made
@@ -425,6 +481,8 @@ def score_local(
         errors.clear()
 
     for record in read_input(input_path):
+        if isinstance(record, InputRow):
+            record = over_size(record, max_chars) or record
         if isinstance(record, InputRow) and record.id in first_seen:
             record = BadRow(
                 record.source, record.line, "id", f"duplicate id (first at {first_seen[record.id]})", record.id

@@ -35,13 +35,16 @@ from security_topics.scoring import (
     DEFAULT_BATCH_SIZE,
     ERROR_SCHEMA,
     ERRORS_DIR,
+    MAX_ARTICLE_CHARS,
     OUTPUT_SCHEMA,
     BadRow,
     InputRow,
     ScoreSummary,
+    check_output_place,
     describe_model,
     input_files,
     output_format,
+    over_size,
     read_jsonl,
     read_parquet,
     score_rows,
@@ -123,7 +126,7 @@ def plan_units(files: list[Path], slice_bytes: int = JSONL_SLICE_BYTES) -> list[
     return units
 
 
-def _read_units(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _read_units(batches: Iterator[pa.RecordBatch], max_chars: int = MAX_ARTICLE_CHARS) -> Iterator[pa.RecordBatch]:
     """Executor side: the records of each unit, good and bad, as RECORD_SCHEMA rows."""
     for batch in batches:
         for unit in batch.to_pylist():
@@ -134,6 +137,8 @@ def _read_units(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 records = read_jsonl(path, unit["start"], unit["end"], unit["first_line"])
             rows = []
             for record in records:
+                if isinstance(record, InputRow):
+                    record = over_size(record, max_chars) or record
                 row = {"file_index": unit["file_index"], "source": record.source, "line": record.line, "id": record.id}
                 if isinstance(record, InputRow):
                     row.update(text=record.text, title=record.title)
@@ -221,12 +226,14 @@ def score_spark(
     max_evidence: int | None = 3,
     device: str = "auto",
     review_target: float | None = None,
+    max_chars: int = MAX_ARTICLE_CHARS,
 ) -> ScoreSummary:
     """Score INPUT into a new OUTPUT folder with a Spark job. Resuming is the local engine's:
     Spark retries failed tasks itself, and an existing OUTPUT is refused rather than mixed."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
     files = input_files(input_path)
+    check_output_place(input_path, output)
     output = Path(output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise ConfigError(
@@ -242,7 +249,7 @@ def score_spark(
     spark = start_spark(master, batch_size=batch_size)
     try:
         options = {"max_evidence": max_evidence, "device": device, "review_target": review_target}
-        return _run_job(spark, files, output, model_ref, tracking_uri, options, info, batch_size)
+        return _run_job(spark, files, output, model_ref, tracking_uri, options, info, batch_size, max_chars)
     except (ConfigError, EngineError):
         raise
     except Exception as err:
@@ -262,6 +269,7 @@ def _run_job(
     options: dict[str, Any],
     info: dict[str, str],
     batch_size: int,
+    max_chars: int = MAX_ARTICLE_CHARS,
 ) -> ScoreSummary:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -278,7 +286,7 @@ def _run_job(
     )
     records = (
         unit_frame.repartition(max(1, min(len(units), parallelism * 4)))
-        .mapInArrow(_read_units, from_arrow_schema(RECORD_SCHEMA))
+        .mapInArrow(functools.partial(_read_units, max_chars=max_chars), from_arrow_schema(RECORD_SCHEMA))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     good = records.where(F.col("reason").isNull())

@@ -202,3 +202,93 @@ def test_a_resume_with_another_model_is_refused(model_dir, articles, tmp_path):
     score_local(model_dir, source, tmp_path / "out.parquet")
     with pytest.raises(ConfigError, match="scored by another model"):
         score_local(other, source, tmp_path / "out.parquet")
+
+
+def test_a_lone_surrogate_is_an_error_row_and_the_rest_are_scored(model_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    lines = [
+        '{"id": "a", "text": "ضبط كبتاجون"}',
+        '{"id": "b", "text": "نص \\ud83d مكسور"}',
+        '{"id": "c", "text": "خلية"}',
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = score_local(model_dir, source, tmp_path / "out")
+    assert summary.scored == 2 and summary.errors == 1
+    (error,) = read_errors(tmp_path / "out")
+    assert (error["line"], error["field"], error["id"]) == (2, "text", "b") and "surrogate" in error["reason"]
+    assert [r["id"] for r in read_output(tmp_path / "out")] == ["a", "c"]
+
+
+def test_an_article_over_the_size_cap_is_an_error_row(model_dir, tmp_path):
+    source = tmp_path / "in.jsonl"
+    rows = [{"id": "short", "text": "ضبط كبتاجون"}, {"id": "long", "text": "كلمة " * 100}]
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    summary = score_local(model_dir, source, tmp_path / "out", max_chars=100)
+    assert summary.scored == 1
+    (error,) = read_errors(tmp_path / "out")
+    assert (
+        error["id"] == "long" and error["field"] == "text" and "over the maximum article size of 100" in error["reason"]
+    )
+
+
+def test_a_gzip_file_named_jsonl_is_one_error_naming_the_file(tmp_path):
+    import gzip
+
+    path = tmp_path / "archive.jsonl"
+    path.write_bytes(gzip.compress(b'{"id": "a", "text": "x"}\n'))
+    with pytest.raises(scoring.DataError, match=r"archive.jsonl.*gzip-compressed"):
+        list(read_jsonl(path))
+
+
+def test_one_job_writes_an_output_at_a_time_and_never_inside_its_input(model_dir, articles, tmp_path):
+    first = scoring.PartWriter(tmp_path / "out")
+    with pytest.raises(ConfigError, match="another score job is writing into it"):
+        scoring.PartWriter(tmp_path / "out")
+    first.finish()
+    scoring.PartWriter(tmp_path / "out").finish()  # free again once the first job is done
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"id": "a", "text": "نص"}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="lies inside INPUT"):
+        score_local(model_dir, folder, folder / "scored")
+    assert not (folder / "scored").exists()
+
+
+def test_predict_output_is_replaced_only_when_whole(model_dir, tmp_path, monkeypatch):
+    import errno
+
+    import security_topics.cli as cli
+
+    source = _jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": "ضبط كبتاجون في الميناء."} for i in range(3)])
+    out = tmp_path / "labels.jsonl"
+    out.write_text("the earlier results\n")
+    real_dumps, written = json.dumps, []
+
+    def dumps_until_the_disk_is_full(obj, **kwargs):
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(obj)
+        return real_dumps(obj, **kwargs)
+
+    monkeypatch.setattr(cli.json, "dumps", dumps_until_the_disk_is_full)
+    with pytest.raises((OSError, SystemExit)):
+        main(["-q", "predict", str(source), "--model", model_dir, "--output", str(out)])
+    monkeypatch.undo()
+    assert (
+        out.read_text() == "the earlier results\n"
+        and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    )
+    with pytest.raises(SystemExit, match="3 of 3 records were not labelled"):
+        main(["-q", "predict", str(source), "--model", model_dir, "--output", str(out), "--max-chars", "20"])
+    assert out.read_text() == ""  # every article is over 20 characters: skipped, each said on stderr
+
+
+def test_predict_skips_an_article_over_max_chars_and_says_so(model_dir, tmp_path, capsys):
+    source = _jsonl(
+        tmp_path / "in.jsonl", [{"id": "short", "text": "ضبط كبتاجون."}, {"id": "long", "text": "كلمة " * 50}]
+    )
+    with pytest.raises(SystemExit, match="1 of 2 records were not labelled"):
+        main(["-q", "predict", str(source), "--model", model_dir, "--max-chars", "100"])
+    captured = capsys.readouterr()
+    assert [json.loads(line)["id"] for line in captured.out.splitlines()] == ["short"]
+    assert "skipped article 'long': 249 characters, over --max-chars 100" in captured.err  # read stripped

@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from security_topics.atomic import staging_for, swap_into_place
 from security_topics.data import Article, Example, read_articles, read_sentences
 from security_topics.decisions import compare, decide, fit_decisions, settings_from_card
 from security_topics.errors import ConfigError, ProjectError
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics
 from security_topics.models import load_model
-from security_topics.models.card import CARD_FILE, ModelCard, TopicModel, directory_digest
+from security_topics.models.card import ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
 from security_topics.predictor import Predictor
@@ -83,18 +84,15 @@ def export_model(
         raise ConfigError("per_channel applies to a quantised export: add quantize=int8")
     card = ModelCard.load(model_dir)
     _check_exportable(model_dir, card)
-    if out_dir.resolve() == model_dir.resolve():
-        raise ConfigError(f"{out_dir}: the export must go to another directory than the model")
-    if out_dir.exists() and not (out_dir / CARD_FILE).is_file() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} holds files that are not a saved model: choose another output directory")
+    _check_replaceable(out_dir, model_dir)
     labels = LabelSet.of(card.labels)
     sentences, articles = load_validation(validation, labels) if (retune or validation) else ([], [])
     if retune and not sentences:
         raise ConfigError(f"no validation sentences in {validation}: give some, or keep the source thresholds")
     check_texts = [e.text for e in sentences[:CHECK_SENTENCES]] or list(FALLBACK_CHECK)
 
-    staging = out_dir.parent / f".{out_dir.name}.exporting"
-    shutil.rmtree(staging, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_for(out_dir)  # unique: two exports into one folder never share a half-built one
     report = ExportReport(out_dir)
     try:
         provenance = {
@@ -134,12 +132,32 @@ def export_model(
             exported.settings["export"]["validation"] = report.validation
             model.card.settings["export"] = exported.settings["export"]
             model.card.save(staging)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _check_replaceable(out_dir: Path, model_dir: Path) -> None:
+    """An export replaces only an earlier export (or an empty folder): never the source, a trained
+    model or other files."""
+    if not out_dir.exists():
+        return
+    if out_dir.resolve() == model_dir.resolve():
+        raise ConfigError(f"{out_dir}: the export must go to another directory than the model")
+    if not out_dir.is_dir():
+        raise ConfigError(f"out_dir {out_dir} is a file: choose a folder")
+    if not any(out_dir.iterdir()):
+        return
+    try:
+        earlier = ModelCard.load(out_dir)
+    except Exception:  # noqa: BLE001 - whatever is there, it is not an export to replace
+        earlier = None
+    if earlier is None or "export" not in earlier.settings:
+        raise ConfigError(
+            f"out_dir {out_dir} holds files that are not an earlier export (a trained model, or other "
+            "files): export into a new folder"
+        )
 
 
 def _check_exportable(model_dir: Path, card: ModelCard) -> None:

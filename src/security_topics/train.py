@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from security_topics import distributed, tracking
+from security_topics.atomic import staging_for, swap_into_place
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import fingerprint
 from security_topics.decisions import DecisionSettings, decide, fit_decisions
@@ -214,8 +215,13 @@ def _replace_model_dir(target: Path, model_dir: Path) -> None:
     """Copy the model to its stable path, replacing only an earlier model (never other files)."""
     if target.exists() and not (target / CARD_FILE).is_file() and any(target.iterdir()):
         raise FileExistsError(f"save_dir={target} holds files that are not a saved model: choose another save_dir")
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(model_dir, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_for(target)
+    try:
+        shutil.copytree(model_dir, staging)
+        swap_into_place(staging, target)  # a kill or a full disk here keeps the earlier model whole
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")

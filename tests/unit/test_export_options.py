@@ -28,7 +28,7 @@ def test_export_never_overwrites_a_folder_that_is_not_a_model(tmp_path):
     ModelCard("transformer", ["a"], [0.5], {}, settings={"pooling": "mean"}).save(tmp_path / "m")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="not a saved model"):
+    with pytest.raises(SystemExit, match="not an earlier export"):
         main(["export", str(tmp_path / "m"), str(tmp_path / "out"), "--no-retune"])
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 

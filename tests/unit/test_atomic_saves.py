@@ -1,0 +1,60 @@
+"""Saves replace a model whole or not at all; an export never replaces what is not an earlier export."""
+
+import errno
+import shutil
+
+import pytest
+from helpers import fit_tfidf
+
+from security_topics.atomic import staging_for, swap_into_place
+from security_topics.errors import ConfigError
+from security_topics.export import _check_replaceable
+from security_topics.train import _replace_model_dir
+
+
+def _folder(path, **files):
+    path.mkdir(parents=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def test_a_swap_puts_the_new_folder_in_place_and_leaves_nothing_beside_it(tmp_path):
+    target = _folder(tmp_path / "model", **{"card.json": "old", "weights": "old"})
+    staging = _folder(staging_for(target), **{"card.json": "new"})
+    swap_into_place(staging, target)
+    assert {p.name: p.read_text() for p in target.iterdir()} == {"card.json": "new"}
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_save_killed_by_a_full_disk_keeps_the_earlier_model_whole(tmp_path, monkeypatch):
+    earlier = fit_tfidf(tmp_path / "earlier")
+    newer = fit_tfidf(tmp_path / "newer")
+    target = tmp_path / "models" / "default"
+    _replace_model_dir(target, earlier)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+
+    def full_disk(src, dst, **kwargs):  # the card is copied, then the disk is full
+        dst.mkdir()
+        shutil.copy2(src / "security_topics.json", dst)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copytree", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        _replace_model_dir(target, newer)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert [p.name for p in target.parent.iterdir()] == ["default"]  # no staging folder left behind
+
+
+def test_an_export_replaces_only_an_earlier_export(tmp_path):
+    trained = fit_tfidf(tmp_path / "trained")
+    with pytest.raises(ConfigError, match="not an earlier export"):
+        _check_replaceable(trained, tmp_path / "source")
+    notes = _folder(tmp_path / "notes", **{"todo.txt": "keep me"})
+    with pytest.raises(ConfigError, match="not an earlier export"):
+        _check_replaceable(notes, tmp_path / "source")
+    with pytest.raises(ConfigError, match="another directory than the model"):
+        _check_replaceable(trained, trained)
+    _check_replaceable(_folder(tmp_path / "empty"), trained)  # an empty folder is fine
+    _check_replaceable(tmp_path / "new", trained)  # and a new one

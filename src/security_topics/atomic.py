@@ -1,4 +1,5 @@
 """Replace a folder whole or not at all: build it beside the target, flush it to disk, swap by rename.
+And hold a folder for one job at a time.
 
 A kill or a full disk while a model is saved then leaves the previous model as it was (and a hidden
 staging folder that the next save clears), never an empty folder or a mix of two models.
@@ -10,6 +11,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import IO
 
 
 def staging_for(target: Path) -> Path:
@@ -38,3 +40,18 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def hold_lock(path: Path, refusal: str) -> IO[str]:
+    """An exclusive lock on the file `path` (created if missing) for as long as the returned file is
+    open (close it, or use it in `with`; a process that ends, even killed, releases it). Raises
+    BlockingIOError with `refusal` when another process holds it."""
+    import fcntl
+
+    stream = open(path, "a+")  # noqa: SIM115 - the lock lives as long as this file stays open
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        stream.close()
+        raise BlockingIOError(refusal) from None
+    return stream

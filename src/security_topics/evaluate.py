@@ -17,6 +17,7 @@ from security_topics import tracking
 from security_topics.data import fingerprint, read_articles, read_sentences
 from security_topics.errors import exit_on_project_errors
 from security_topics.labels import LabelSet
+from security_topics.overrides import check_run_overrides
 from security_topics.predictor import Predictor
 from security_topics.reporting import evaluate_predictor
 
@@ -68,6 +69,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="evaluate")
 @exit_on_project_errors("evaluate")
 def main(cfg: DictConfig) -> None:
+    check_run_overrides(cfg)
     evaluate(cfg)
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from security_topics.corpus import CorpusSpec, prepare
 from security_topics.errors import exit_on_project_errors
+from security_topics.overrides import check_run_overrides
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 @exit_on_project_errors("prepare")
 def main(cfg: DictConfig) -> None:
+    check_run_overrides(cfg)
     summary = prepare(CorpusSpec.from_mapping(OmegaConf.to_container(cfg.data, resolve=True)))
     log.info(
         "%s", OmegaConf.to_yaml(OmegaConf.create({"sentences": summary["counts"], "articles": summary["articles"]}))

@@ -13,11 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from security_topics.corpus import CorpusSpec
 from security_topics.corpus_checks import check_corpus
 from security_topics.errors import exit_on_project_errors
+from security_topics.overrides import check_run_overrides
 
 
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="quality")
 @exit_on_project_errors("quality")
 def main(cfg: DictConfig) -> None:
+    check_run_overrides(cfg)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     baseline = hydra.utils.instantiate(cfg.model)
     results = check_corpus(

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from security_topics.atomic import hold_lock
 from security_topics.errors import ConfigError, DataError
 from security_topics.models.card import ModelCard, directory_digest
 
@@ -393,18 +394,12 @@ class PartWriter:
 
 
 def _lock(output: Path) -> Any:
-    """An exclusive lock on OUTPUT for this process's lifetime (released when it ends, even killed)."""
-    import fcntl
-
-    stream = open(output / LOCK_FILE, "a+")  # noqa: SIM115 - held open: the lock lives as long as it
+    """One job per OUTPUT: held for the job's lifetime (released when it ends, even killed)."""
+    refusal = f"{output}: another score job is writing into it; wait for it, or score into another OUTPUT"
     try:
-        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        stream.close()
-        raise ConfigError(
-            f"{output}: another score job is writing into it; wait for it, or score into another OUTPUT"
-        ) from None
-    return stream
+        return hold_lock(output / LOCK_FILE, refusal)
+    except BlockingIOError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_output_place(input_path: str | Path, output: str | Path) -> None:

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from security_topics import distributed, tracking
-from security_topics.atomic import staging_for, swap_into_place
+from security_topics.atomic import hold_lock, staging_for, swap_into_place
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import fingerprint
 from security_topics.decisions import DecisionSettings, decide, fit_decisions
@@ -28,6 +28,7 @@ from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics
 from security_topics.mlflow_model import log_model
 from security_topics.models.card import CARD_FILE
+from security_topics.overrides import check_run_overrides
 from security_topics.predictor import Predictor
 from security_topics.recipes.settings import TrainerSettings
 from security_topics.reporting import evaluate_predictor
@@ -36,6 +37,7 @@ from security_topics.splits import REAL
 log = logging.getLogger(__name__)
 
 RUN_FILE = "mlflow_run.json"  # in every run folder: which MLflow run wrote it (links resumed runs)
+RUN_LOCK = ".train.lock"  # held by the training writing the run folder
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -75,8 +77,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if settings.resume:
         tags.update(_resumed_from(Path(settings.resume)))
     parent = tracking.sweep_parent(experiment_id, sweep)
-    with tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent) as run:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_lock = _hold_run_dir(run_dir)  # before the MLflow run: a refused training logs nothing
+    with (
+        run_lock,
+        tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent) as run,
+    ):
         (run_dir / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id}))
         params = {**OmegaConf.to_container(cfg, resolve=True), "world_size": distributed.world_size()}
         tracking.log_config(params, OmegaConf.to_yaml(cfg, resolve=True))
@@ -211,6 +217,19 @@ def _held_model_score(target: Path, validation: list) -> float | None:
     return compute_metrics(y, decide(predictor, validation, []).sentence_labels, labels.names)["macro_f1"]
 
 
+def _hold_run_dir(run_dir: Path) -> Any:
+    """One training per run folder: two that share one (a fixed hydra.run.dir) would log each
+    other's model under their MLflow runs."""
+    refusal = (
+        f"run folder {run_dir} is in use by another training: give each run its own folder "
+        "(hydra.run.dir), or wait for the other to finish"
+    )
+    try:
+        return hold_lock(run_dir / RUN_LOCK, refusal)
+    except BlockingIOError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _replace_model_dir(target: Path, model_dir: Path) -> None:
     """Copy the model to its stable path, replacing only an earlier model (never other files)."""
     if target.exists() and not (target / CARD_FILE).is_file() and any(target.iterdir()):
@@ -227,6 +246,7 @@ def _replace_model_dir(target: Path, model_dir: Path) -> None:
 @hydra.main(version_base="1.3", config_path="../../configs", config_name="train")
 @exit_on_project_errors("train")
 def main(cfg: DictConfig) -> float | None:
+    check_run_overrides(cfg)
     try:
         metrics = train(cfg)
     finally:

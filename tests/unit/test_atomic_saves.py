@@ -58,3 +58,21 @@ def test_an_export_replaces_only_an_earlier_export(tmp_path):
         _check_replaceable(trained, trained)
     _check_replaceable(_folder(tmp_path / "empty"), trained)  # an empty folder is fine
     _check_replaceable(tmp_path / "new", trained)  # and a new one
+
+
+def test_one_training_per_run_folder(tmp_path):
+    from security_topics.train import _hold_run_dir
+
+    with _hold_run_dir(tmp_path):
+        with pytest.raises(ConfigError, match="is in use by another training"):
+            _hold_run_dir(tmp_path)
+    _hold_run_dir(tmp_path).close()  # free once the first training is done
+
+
+def test_run_folders_differ_for_runs_started_in_the_same_second():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    hydra_config = OmegaConf.load(Path(__file__).parents[2] / "configs" / "hydra" / "default.yaml")
+    assert OmegaConf.to_container(hydra_config)["run"]["dir"].endswith("%H-%M-%S_%f}")  # microseconds

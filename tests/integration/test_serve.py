@@ -1,6 +1,7 @@
 """`security-topics serve` on 127.0.0.1 with a real TF-IDF model: the JSON API scores good records and
 names bad ones, caps what it reads, never shows a traceback; the page works in a real browser."""
 
+import contextlib
 import json
 import shutil
 import socket
@@ -24,28 +25,30 @@ SAMPLE = Path(__file__).parents[2] / "data" / "sample_article.txt"
 NARCOTICS = "أعلنت المديرية العامة لمكافحة المخدرات ضبط شحنة كبتاجون مخبأة في شاحنة فواكه عند منفذ حدودي."
 
 
-def _free_port() -> int:
+@contextlib.contextmanager
+def _running(app):
+    """The app under uvicorn on a free 127.0.0.1 port, in a thread; yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     predictor = Predictor.load(fit_tfidf(tmp_path_factory.mktemp("tfidf")))
-    port = _free_port()
-    running = uvicorn.Server(
-        uvicorn.Config(create_app(predictor, "tfidf"), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if running.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(timeout=10)
+    with _running(create_app(predictor, "tfidf")) as url:
+        yield url
 
 
 def _post(url, body, content_type="application/json"):
@@ -113,18 +116,8 @@ def test_an_internal_error_is_a_plain_500(tmp_path):
         def predict_articles(self, *args, **kwargs):
             raise RuntimeError("secret internals at /home/x")
 
-    app = create_app(Broken(), "broken")
-    port = _free_port()
-    running = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    while not running.started:
-        time.sleep(0.05)
-    try:
-        status, answer = _post(f"http://127.0.0.1:{port}/v1/articles", [{"id": "a", "text": "نص"}])
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
+    with _running(create_app(Broken(), "broken")) as url:
+        status, answer = _post(f"{url}/v1/articles", [{"id": "a", "text": "نص"}])
     assert status == 500 and answer == {"error": "internal error: the server logged it"}
 
 

@@ -75,3 +75,41 @@ def test_a_symlinked_member_is_refused(tmp_path):
     (model / "members" / "m").symlink_to(outside)
     with pytest.raises(ModelDirError, match="member 'm' is not a folder inside members/"):
         EnsembleModel.load(model, ModelCard.load(model))
+
+
+def _tfidf(tmp_path):
+    from helpers import fit_tfidf
+
+    return fit_tfidf(tmp_path / "model")
+
+
+def test_a_fifo_in_a_model_folder_is_refused_not_read(tmp_path):
+    import os
+
+    from security_topics.models import load_model
+
+    model = _tfidf(tmp_path)
+    (model / "tfidf.safetensors").unlink()
+    os.mkfifo(model / "tfidf.safetensors")  # reading it would block for ever
+    with pytest.raises(ModelDirError, match=r"tfidf.safetensors: not a regular file"):
+        load_model(model)
+
+
+def test_a_link_out_of_the_model_folder_is_refused(tmp_path):
+    from security_topics.models import load_model
+
+    model = _tfidf(tmp_path)
+    outside = tmp_path / "elsewhere.safetensors"
+    (model / "tfidf.safetensors").rename(outside)
+    (model / "tfidf.safetensors").symlink_to(outside)
+    with pytest.raises(ModelDirError, match=r"tfidf.safetensors: a link to .*outside the model folder"):
+        load_model(model)
+
+
+def test_a_model_file_over_its_size_cap_is_refused(tmp_path, monkeypatch):
+    from security_topics import models
+
+    model = _tfidf(tmp_path)
+    monkeypatch.setattr(models, "MAX_WEIGHTS_BYTES", 1000)
+    with pytest.raises(ModelDirError, match=r"tfidf.safetensors: [\d,]+ bytes, over the 1,000 bytes"):
+        models.load_model(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import stat
 from pathlib import Path
 
 from security_topics.models.card import ModelCard, ModelDirError, TopicModel
@@ -27,9 +28,38 @@ def load_model(
     (torch threads are per process: `Predictor.load` sets them).
     """
     directory = Path(directory)
+    check_files(directory)
     card = ModelCard.load(directory)
     if card.family not in FAMILIES:
         raise ModelDirError(f"{directory}: unknown model family {card.family!r}; known: {sorted(FAMILIES)}")
     module, name = FAMILIES[card.family].split(":")
     family = getattr(importlib.import_module(module), name)
     return family.load(directory, card, device=device, precision=precision, num_threads=num_threads)
+
+
+# Size caps per file kind: a model folder whose file is far over them is damaged or hostile (a
+# /dev/zero, a 120 MB card), and reading it would hang or exhaust memory.
+MAX_WEIGHTS_BYTES = 8 * 2**30  # *.safetensors, *.onnx
+MAX_OTHER_BYTES = 256 * 2**20  # tokenizer.json, config.json, vocabularies …
+WEIGHT_SUFFIXES = (".safetensors", ".onnx")
+
+
+def check_files(directory: Path) -> None:
+    """A model folder is read only inside itself: plain files (no FIFO, device or socket), no link
+    that leaves the folder, each file within its kind's size cap. One ModelDirError names the file."""
+    if not directory.is_dir():
+        return  # ModelCard.load says what is missing
+    root = directory.resolve()
+    for path in sorted(directory.rglob("*")):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise ModelDirError(f"{path}: a link to {path.resolve()}, outside the model folder; copy the file in")
+        mode = path.stat().st_mode if path.exists() else 0
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            raise ModelDirError(f"{path}: not a regular file (a FIFO, device, socket or broken link)")
+        cap = MAX_WEIGHTS_BYTES if path.suffix in WEIGHT_SUFFIXES else MAX_OTHER_BYTES
+        if path.stat().st_size > cap:
+            raise ModelDirError(
+                f"{path}: {path.stat().st_size:,} bytes, over the {cap:,} bytes a model file of its kind may have"
+            )

@@ -47,7 +47,16 @@ def configure(uri: str, experiment: str, artifact_root: str | Path | None = None
     elif uri.startswith("sqlite:///"):
         _check_writable(uri, Path(uri.removeprefix("sqlite:///")))
     mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+    except ModuleNotFoundError as err:  # a store whose driver is not installed (postgresql:// without psycopg)
+        raise TrackingError(
+            f"MLflow store {uri}: needs the Python package {err.name!r}, which is not installed "
+            f"(pip install {err.name}), or point tracking.uri / MLFLOW_TRACKING_URI at another store"
+        ) from None
+    except MlflowException as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrackingError(f"MLflow store {uri} is not usable: {first[:300]}") from None
     if found is not None:
         experiment_id = found.experiment_id
     else:

@@ -111,3 +111,15 @@ def test_a_read_only_store_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(tracking.os, "access", lambda path, mode: Path(path) != db)
     with pytest.raises(TrackingError, match=rf"MLflow store sqlite:///{db} is read-only"):
         tracking.configure(f"sqlite:///{db}", "x")
+
+
+def test_a_store_without_its_driver_or_a_retired_backend_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    if importlib.util.find_spec("psycopg") is None:  # not one of our dependencies
+        with pytest.raises(TrackingError, match=r"postgresql://u@localhost/db: needs the Python package 'psycopg'"):
+            tracking.configure("postgresql://u@localhost/db", "x")
+    with pytest.raises(TrackingError, match=r"MLflow store file: is not usable: The filesystem tracking backend"):
+        tracking.configure("file:", "x")
+    assert list(tmp_path.iterdir()) == []  # nothing left behind where the command ran

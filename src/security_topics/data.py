@@ -59,6 +59,8 @@ def read_text(path: str | Path) -> str:
     """A UTF-8 file's text; other bytes are a DataError naming the file and line."""
     path = Path(path)
     raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":  # one error for the file, not one per line of compressed bytes
+        raise DataError(path, 0, "encoding", "the file is gzip-compressed: decompress it first (gunzip)")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

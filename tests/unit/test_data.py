@@ -157,3 +157,11 @@ def test_a_header_only_file_and_punctuation_only_texts_are_errors(tmp_path):
         read_sentences(write(tmp_path, "empty.csv", "text,labels\n"), LABELS)
     with pytest.raises(DataError, match=r"punct.csv:3: field 'text': has no letters or digits"):
         read_sentences(write(tmp_path, "punct.csv", "text,labels\nنص,narcotics\n...!!؟,narcotics\n"), LABELS)
+
+
+def test_a_gzip_file_is_one_error_naming_it_not_one_per_line(tmp_path):
+    import gzip
+
+    path = write(tmp_path, "sentences.csv", gzip.compress(("text,labels\n" + "نص,narcotics\n" * 200).encode()))
+    with pytest.raises(DataError, match=r"sentences.csv:0: field 'encoding': the file is gzip-compressed"):
+        read_sentences(path, LABELS)

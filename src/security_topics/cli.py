@@ -28,10 +28,22 @@ def _load(args: argparse.Namespace, predictor_class: Any, **options: Any) -> Any
     started = time.perf_counter()
     if not args.quiet:
         print(f"loading model {args.model} …", file=sys.stderr, flush=True)
-    predictor = predictor_class.load(args.model, **options)
+    try:
+        predictor = predictor_class.load(args.model, **options)
+    except BaseException as err:
+        if not _is_panic(err):
+            raise
+        reason = f"{args.model}: the model's tokenizer crashed while loading ({err}); check its tokenizer.json"
+        raise ProjectError(reason) from None
     if not args.quiet:
         print(f"loaded {args.model} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return predictor
+
+
+def _is_panic(err: BaseException) -> bool:
+    """A Rust panic surfacing from a native library (a tokenizer's normaliser regex): pyo3 raises it
+    as PanicException, a BaseException that `except Exception` would let through."""
+    return type(err).__name__ == "PanicException"
 
 
 def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[ProjectError]]:
@@ -160,14 +172,18 @@ def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str
         return predictor.predict_articles(
             [a["text"] for a in chunk], titles=[a.get("title") for a in chunk], highlights=highlights
         )
-    except Exception:  # noqa: BLE001 - retried one by one below, each failure reported
+    except BaseException as err:  # noqa: BLE001 - retried one by one below, each failure reported
+        if not isinstance(err, Exception) and not _is_panic(err):
+            raise
         results = []
         for article in chunk:
             try:
                 results.append(
                     predictor.predict_article(article["text"], title=article.get("title"), highlights=highlights)
                 )
-            except Exception as err:  # noqa: BLE001
+            except BaseException as err:  # noqa: BLE001
+                if not isinstance(err, Exception) and not _is_panic(err):
+                    raise
                 print(f"security-topics predict: article {article['id']!r} failed: {err}", file=sys.stderr)
                 failed.append(article["id"])
                 results.append(None)

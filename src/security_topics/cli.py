@@ -107,11 +107,16 @@ def predict(args: argparse.Namespace) -> None:
         num_threads=args.num_threads or default_num_threads(),
         review_target=args.review_target,
     )
+    from tqdm import tqdm
+
     failed: list[str] = []
     # --output is written beside itself and renamed when whole: a kill or a full disk keeps the old file
     partial = Path(args.output).with_name(f".{Path(args.output).name}.partial") if args.output else None
+    # a bar with its total on stderr for more than one chunk of articles (-q silences it)
+    quiet = args.quiet or len(articles) <= PREDICT_CHUNK
+    bar = tqdm(total=len(articles), unit="article", desc="predict", disable=quiet)
     try:
-        with open(partial, "w", encoding="utf-8") if partial else nullcontext(sys.stdout) as out:
+        with bar, open(partial, "w", encoding="utf-8") if partial else nullcontext(sys.stdout) as out:
             for start in range(0, len(articles), PREDICT_CHUNK):
                 chunk = articles[start : start + PREDICT_CHUNK]
                 for article, result in zip(chunk, _predict_chunk(predictor, chunk, failed, args.highlights)):
@@ -122,6 +127,7 @@ def predict(args: argparse.Namespace) -> None:
                         record.pop("sentences")
                     out.write(json.dumps(record, ensure_ascii=False, indent=2 if args.pretty else None) + "\n")
                 out.flush()
+                bar.update(len(chunk))
             if partial:
                 os.fsync(out.fileno())
         if partial:
@@ -241,9 +247,10 @@ def score(args: argparse.Namespace) -> None:
     else:
         from tqdm import tqdm
 
-        from security_topics.scoring import score_local
+        from security_topics.scoring import count_records, score_local
 
-        with tqdm(unit="article", desc="scoring", dynamic_ncols=True, disable=args.quiet) as bar:
+        total = count_records(args.input)
+        with tqdm(total=total, unit="article", desc="scoring", dynamic_ncols=True, disable=args.quiet) as bar:
             summary = score_local(args.model, args.input, args.output, on_progress=bar.update, **options)
     skipped = f", skipped {summary.skipped} already in {args.output}" if summary.skipped else ""
     print(f"scored {summary.scored} articles into {summary.output}{skipped} ({args.engine} engine)")

@@ -135,6 +135,19 @@ def input_files(path: str | Path) -> list[Path]:
     return files
 
 
+def count_records(path: str | Path) -> int:
+    """How many records INPUT holds, for a progress bar's total: non-blank JSONL lines (a byte scan)
+    and Parquet rows (from the files' metadata). Counts error rows too."""
+    total = 0
+    for file in input_files(path):
+        if file.suffix == ".parquet":
+            total += pq.ParquetFile(file).metadata.num_rows
+        else:
+            with open(file, "rb") as stream:
+                total += sum(1 for line in stream if line.strip())
+    return total
+
+
 def check_record(obj: Any, source: str, line: int) -> InputRow | BadRow:
     """One input record (a parsed JSON line or a Parquet row) as an article, or why it is not one.
 
@@ -438,7 +451,8 @@ def score_local(
 ) -> ScoreSummary:
     """Score every article of INPUT into the OUTPUT folder, `batch_size` articles per part, in one
     process. Resumable: ids already in OUTPUT are skipped. `on_progress(n)` is called after each
-    part with the number of articles it scored (a progress bar). Articles over `max_chars`
+    part with the number of records it read since the last call (scored, skipped or errors: a
+    progress bar whose total is `count_records(INPUT)`). Articles over `max_chars`
     characters are error rows. One job writes an OUTPUT at a time (a lock file in it)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
@@ -463,6 +477,7 @@ def score_local(
     first_seen: dict[str, str] = {}  # id → where it first occurs: the texts stream, the ids stay
     pending: list[InputRow] = []
     errors: list[BadRow] = []
+    read = [0, 0]  # records read, and reported to on_progress
 
     def flush() -> None:
         rows = score_rows(predictor, pending, model_info) if pending else []
@@ -471,11 +486,13 @@ def score_local(
         summary.errors += len(errors)
         summary.parts += 1
         if on_progress is not None:
-            on_progress(len(rows))
+            on_progress(read[0] - read[1])
+            read[1] = read[0]
         pending.clear()
         errors.clear()
 
     for record in read_input(input_path):
+        read[0] += 1
         if isinstance(record, InputRow):
             record = over_size(record, max_chars) or record
         if isinstance(record, InputRow) and record.id in first_seen:
@@ -497,5 +514,7 @@ def score_local(
             flush()
     if pending or errors:
         flush()
+    if on_progress is not None and read[0] > read[1]:
+        on_progress(read[0] - read[1])  # the skipped records after the last part
     writer.finish()
     return summary

@@ -292,3 +292,14 @@ def test_predict_skips_an_article_over_max_chars_and_says_so(model_dir, tmp_path
     captured = capsys.readouterr()
     assert [json.loads(line)["id"] for line in captured.out.splitlines()] == ["short"]
     assert "skipped article 'long': 249 characters, over --max-chars 100" in captured.err  # read stripped
+
+
+def test_progress_counts_every_record_read_up_to_the_inputs_count(model_dir, articles, tmp_path):
+    source = _jsonl(tmp_path / "in.jsonl", [*articles[:5], "{broken", {"id": "x"}, ""])
+    assert scoring.count_records(source) == 7  # the blank line is not a record
+    seen: list[int] = []
+    score_local(model_dir, source, tmp_path / "out", batch_size=2, on_progress=seen.append)
+    assert sum(seen) == 7
+    again: list[int] = []
+    score_local(model_dir, source, tmp_path / "out", batch_size=2, on_progress=again.append)  # all skipped
+    assert sum(again) == 7

@@ -624,6 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no 'loading model' lines or progress bars")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
+    from security_topics.text import MAX_ARTICLE_CHARS
+
     commands.add_parser = functools.partial(  # every command's --help shows its defaults
         commands.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -642,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--batch-size", type=_positive, default=64, help="sentences per forward pass")
     _highlights_option(p)
-    p.add_argument("--max-chars", type=_positive, default=1_000_000, help="longer articles are skipped (an error)")
+    p.add_argument(
+        "--max-chars", type=_positive, default=MAX_ARTICLE_CHARS, help="longer articles are skipped (an error)"
+    )
     p.add_argument(
         "--max-evidence",
         type=_evidence_cap,
@@ -706,7 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--max-evidence", type=_evidence_cap, default=3, help="evidence sentences per topic (0/all: all)")
-    p.add_argument("--max-chars", type=_positive, default=1_000_000, help="longer articles are error rows, not scored")
+    p.add_argument(
+        "--max-chars", type=_positive, default=MAX_ARTICLE_CHARS, help="longer articles are error rows, not scored"
+    )
     _review_target_option(p)
     p.set_defaults(func=score)
 

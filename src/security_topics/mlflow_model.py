@@ -10,6 +10,7 @@ score), `evidence` (a list of {topic, text, start, end, score, source}), `flags`
 
 from __future__ import annotations
 
+import math
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,7 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from security_topics.models.card import ModelCard
 from security_topics.models.ensemble import MEMBERS
 from security_topics.predictor import Predictor
+from security_topics.text import MAX_ARTICLE_CHARS
 
 MODEL_DIR_ARTIFACT = "model_dir"
 DEFAULT_MAX_EVIDENCE = 3
@@ -35,19 +37,52 @@ class SecurityTopicsModel(PythonModel):
         self.predictor = Predictor.load(context.artifacts[MODEL_DIR_ARTIFACT])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """One row per text; a text over `max_chars` is not scored (flag `too_long`). A text or title
+        that is not a string, or a bad param, is an error naming it (HTTP 400 when served)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
         if "text" not in model_input.columns:
-            raise ValueError(f"input needs a 'text' column, got {list(model_input.columns)}")
-        texts = model_input["text"].fillna("").astype(str).tolist()
-        titles = model_input["title"].fillna("").astype(str).tolist() if "title" in model_input else None
+            raise MlflowException(
+                f"input needs a 'text' column, got {list(model_input.columns)}", INVALID_PARAMETER_VALUE
+            )
         params = params or {}
-        results = self.predictor.predict_articles(
-            texts,
-            titles=titles,
-            max_evidence=int(params.get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None,
-            review_target=float(params.get("review_target") or 0) or None,
-            highlights=bool(params.get("highlights", False)),
-        )
-        return pd.DataFrame([r.to_row() for r in results], columns=OUTPUT_COLUMNS)
+        try:
+            texts = _strings(model_input["text"], "text")
+            titles = _strings(model_input["title"], "title") if "title" in model_input else [None] * len(texts)
+            max_chars = int(params.get("max_chars", MAX_ARTICLE_CHARS))
+            keep = [i for i, text in enumerate(texts) if len(text) <= max_chars]
+            results = self.predictor.predict_articles(
+                [texts[i] for i in keep],
+                titles=[titles[i] for i in keep],
+                max_evidence=int(params.get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None,
+                review_target=float(params.get("review_target") or 0) or None,
+                highlights=bool(params.get("highlights", False)),
+            )
+        except (ValueError, TypeError) as err:  # ConfigError is a ValueError: a bad param or row
+            raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from None
+        rows = [{"topics": [], "scores": {}, "evidence": [], "flags": [TOO_LONG], "needs_review": []}] * len(texts)
+        rows = list(rows)
+        for i, result in zip(keep, results):
+            rows[i] = result.to_row()
+        return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+
+
+TOO_LONG = "too_long"  # a text over the max_chars param: not scored
+
+
+def _strings(column: pd.Series, name: str) -> list[str | None]:
+    """A column of texts: strings, with missing values as empty (None for titles); anything else is
+    an error naming the row, never a number turned into text."""
+    values: list[str | None] = []
+    for row, value in enumerate(column.tolist()):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            values.append("" if name == "text" else None)
+        elif isinstance(value, str):
+            values.append(value)
+        else:
+            raise TypeError(f"row {row}: '{name}' must be a string, got {type(value).__name__}")
+    return values
 
 
 _COMMON = ("mlflow", "safetensors", "scikit-learn", "scipy", "numpy", "pandas", "iterative-stratification")
@@ -89,6 +124,7 @@ def log_model(model_dir: Path, registered_name: str | None = None) -> str:
                         ParamSpec("max_evidence", "long", DEFAULT_MAX_EVIDENCE),
                         ParamSpec("review_target", "double", 0.0),
                         ParamSpec("highlights", "boolean", False),
+                        ParamSpec("max_chars", "long", MAX_ARTICLE_CHARS),
                     ]
                 ),
             ),

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from security_topics.atomic import hold_lock
 from security_topics.errors import ConfigError, DataError
 from security_topics.models.card import ModelCard, directory_digest
+from security_topics.text import MAX_ARTICLE_CHARS
 
 if TYPE_CHECKING:  # the predictor (and scikit-learn) loads only where articles are scored
     from security_topics.predictor import ArticleResult, Predictor
@@ -48,7 +49,6 @@ INPUT_SUFFIXES = (".jsonl", ".parquet")
 ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS"
 LOCK_FILE = ".lock"  # held by the job writing OUTPUT (score_local)
-MAX_ARTICLE_CHARS = 1_000_000  # one article: a 50 MB "article" is a broken file, not news
 DEFAULT_BATCH_SIZE = 256  # articles per part: a kill loses at most one part's work
 
 EVIDENCE_TYPE = pa.struct(

@@ -12,6 +12,10 @@ import unicodedata
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# The documented maximum article size (characters) of `predict`, `score`, `serve` and the pyfunc:
+# a 50 MB "article" is a broken file, not news, and would take minutes and gigabytes to score.
+MAX_ARTICLE_CHARS = 1_000_000
+
 # Harakat, tanween, shadda, sukun, superscript alef and Quranic marks.
 _DIACRITICS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed]")
 _TATWEEL = "\u0640"

@@ -1,0 +1,38 @@
+"""The pyfunc's rows: a text that is not a string is an error naming its row (HTTP 400 when served),
+never a number scored as text; a text over max_chars is a row flagged too_long, not scored."""
+
+import pandas as pd
+import pytest
+from helpers import fit_tfidf
+from mlflow.exceptions import MlflowException
+
+from security_topics.mlflow_model import SecurityTopicsModel
+from security_topics.predictor import Predictor
+
+
+@pytest.fixture(scope="module")
+def pyfunc(tmp_path_factory):
+    model = SecurityTopicsModel()
+    model.predictor = Predictor.load(fit_tfidf(tmp_path_factory.mktemp("tfidf")))
+    return model
+
+
+def test_a_number_or_a_list_as_text_names_the_row(pyfunc):
+    for bad in (42, ["نص"]):
+        with pytest.raises(MlflowException, match=r"row 1: 'text' must be a string") as raised:
+            pyfunc.predict(None, pd.DataFrame({"text": ["ضبط كبتاجون.", bad]}))
+        assert raised.value.get_http_status_code() == 400
+
+
+def test_a_bad_param_is_a_400(pyfunc):
+    with pytest.raises(MlflowException, match="max_evidence") as raised:
+        pyfunc.predict(None, pd.DataFrame({"text": ["ضبط كبتاجون."]}), params={"max_evidence": -1})
+    assert raised.value.get_http_status_code() == 400
+
+
+def test_a_text_over_max_chars_is_flagged_and_the_others_scored(pyfunc):
+    frame = pyfunc.predict(
+        None, pd.DataFrame({"text": ["ضبط شحنة كبتاجون.", "كلمة " * 100, None]}), params={"max_chars": 100}
+    )
+    assert frame["flags"].tolist() == [[], ["too_long"], ["empty"]]
+    assert "narcotics" in frame["topics"][0] and frame["topics"][1] == []

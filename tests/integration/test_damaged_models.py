@@ -30,6 +30,12 @@ def _drop_labels(card_path):
     card_path.write_text(json.dumps(cut(card)))
 
 
+def _set(card_path, **settings):
+    card = json.loads(card_path.read_text())
+    card["settings"].update(settings)
+    card_path.write_text(json.dumps(card))
+
+
 CASES = {
     "truncated card": (
         "tfidf_run",
@@ -52,6 +58,16 @@ CASES = {
         r"model.safetensors is damaged",
     ),
     "missing tokenizer": ("tiny_run", lambda d: (d / "tokenizer.json").unlink(), r"tokenizer.json: missing"),
+    "pooling not known": (
+        "tiny_run",
+        lambda d: _set(d / "security_topics.json", pooling="evil"),
+        r"field 'settings.pooling': expected 'cls' or 'mean', got 'evil'",
+    ),
+    "max_length over the position table": (
+        "tiny_run",
+        lambda d: _set(d / "security_topics.json", max_length=1_000_000),
+        r"field 'settings.max_length': expected a whole number from 8 to \d+",
+    ),
     "transformer card disagrees": (
         "tiny_run",
         lambda d: _drop_labels(d / "security_topics.json"),

@@ -113,3 +113,18 @@ def test_a_model_file_over_its_size_cap_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "MAX_WEIGHTS_BYTES", 1000)
     with pytest.raises(ModelDirError, match=r"tfidf.safetensors: [\d,]+ bytes, over the 1,000 bytes"):
         models.load_model(model)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [("x", "ngram_ranges': expected a mapping"), ({"word": [2, 1], "char": [2, 5]}, r"ngram_ranges.word': expected")],
+)
+def test_bad_ngram_ranges_in_a_tfidf_card_are_one_line(tmp_path, ranges, message):
+    from security_topics.models import load_model
+
+    model = _tfidf(tmp_path)
+    card = json.loads((model / "security_topics.json").read_text())
+    card["settings"]["ngram_ranges"] = ranges
+    (model / "security_topics.json").write_text(json.dumps(card))
+    with pytest.raises(ModelDirError, match=rf"security_topics.json: field 'settings.{message}"):
+        load_model(model)

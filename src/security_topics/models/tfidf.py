@@ -18,7 +18,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize as l2_normalize
 
-from security_topics.models.card import ModelCard, ModelDirError, Scores
+from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
 from security_topics.text import normalize
 
 log = logging.getLogger(__name__)
@@ -95,4 +95,23 @@ class TfidfModel:
         expected = {"coef", "intercept", *(f"idf_{kind}" for kind in vocab)}
         if not expected <= set(arrays) or arrays["coef"].shape[0] != len(card.labels):
             raise ModelDirError(f"{directory / WEIGHTS}: arrays {sorted(arrays)} do not match the card's labels")
+        _check_ngram_ranges(card.settings.get("ngram_ranges"), vocab, directory / CARD_FILE)
         return cls(card, vocab, arrays)
+
+
+def _check_ngram_ranges(value: object, vocab: dict[str, list[str]], card_path: Path) -> None:
+    """The card's `settings.ngram_ranges`: for each vocabulary, [low, high] with 1 ≤ low ≤ high ≤ 10."""
+    if not isinstance(value, dict):
+        raise ModelDirError(f"{card_path}: field 'settings.ngram_ranges': expected a mapping, got {value!r}"[:300])
+    for kind in vocab:
+        pair = value.get(kind)
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in pair)
+            or not 1 <= pair[0] <= pair[1] <= 10
+        ):
+            raise ModelDirError(
+                f"{card_path}: field 'settings.ngram_ranges.{kind}': expected [low, high] with 1 ≤ low ≤ high ≤ 10, "
+                f"got {pair!r}"[:300]
+            )

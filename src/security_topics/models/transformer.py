@@ -278,6 +278,7 @@ class TransformerModel:
                 f"{directory / WEIGHTS}: the head scores {head.shape[0]} topics but the card "
                 f"({CARD_FILE}) lists {len(card.labels)}: the two come from different models"
             )
+        _check_settings(card, config, directory / CARD_FILE)
         options = {"attn_implementation": attn_implementation} if attn_implementation else {}
         with parameters_on_meta():
             encoder = AutoModel.from_config(config, **options)
@@ -297,3 +298,17 @@ class TransformerModel:
                 if isinstance(module, nn.Linear):
                     module.to(torch.bfloat16)
         return model
+
+
+def _check_settings(card: ModelCard, config: Any, card_path: Path) -> None:
+    """The card's `pooling` and `max_length` fit the classifier and the encoder's position table."""
+    pooling = card.settings.get("pooling")
+    if pooling not in ("cls", "mean"):
+        raise ModelDirError(f"{card_path}: field 'settings.pooling': expected 'cls' or 'mean', got {pooling!r}"[:300])
+    limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+    length = card.settings.get("max_length")
+    if not isinstance(length, int) or isinstance(length, bool) or not 8 <= length <= limit:
+        raise ModelDirError(
+            f"{card_path}: field 'settings.max_length': expected a whole number from 8 to {limit} "
+            f"(config.json's max_position_embeddings), got {length!r}"[:300]
+        )

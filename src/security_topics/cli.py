@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from security_topics.errors import ConfigError, ProjectError
+from security_topics.errors import ConfigError, ProjectError, is_recoverable
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +31,13 @@ def _load(args: argparse.Namespace, predictor_class: Any, **options: Any) -> Any
     try:
         predictor = predictor_class.load(args.model, **options)
     except BaseException as err:
-        if not _is_panic(err):
+        if isinstance(err, Exception) or not is_recoverable(err):  # a panic is one line, the rest as ever
             raise
         reason = f"{args.model}: the model's tokenizer crashed while loading ({err}); check its tokenizer.json"
         raise ProjectError(reason) from None
     if not args.quiet:
         print(f"loaded {args.model} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return predictor
-
-
-def _is_panic(err: BaseException) -> bool:
-    """A Rust panic surfacing from a native library (a tokenizer's normaliser regex): pyo3 raises it
-    as PanicException, a BaseException that `except Exception` would let through."""
-    return type(err).__name__ == "PanicException"
 
 
 def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[ProjectError]]:
@@ -179,7 +173,7 @@ def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str
             [a["text"] for a in chunk], titles=[a.get("title") for a in chunk], highlights=highlights
         )
     except BaseException as err:  # noqa: BLE001 - retried one by one below, each failure reported
-        if not isinstance(err, Exception) and not _is_panic(err):
+        if not is_recoverable(err):
             raise
         results = []
         for article in chunk:
@@ -188,7 +182,7 @@ def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str
                     predictor.predict_article(article["text"], title=article.get("title"), highlights=highlights)
                 )
             except BaseException as err:  # noqa: BLE001
-                if not isinstance(err, Exception) and not _is_panic(err):
+                if not is_recoverable(err):
                     raise
                 print(f"security-topics predict: article {article['id']!r} failed: {err}", file=sys.stderr)
                 failed.append(article["id"])

@@ -87,3 +87,10 @@ def _own_error(err: BaseException | None) -> BaseException | None:
             return err
         err, seen = err.__cause__ or err.__context__, seen + 1
     return None
+
+
+def is_recoverable(err: BaseException) -> bool:
+    """Whether one record's failure may be reported and the job go on: any Exception, and a Rust panic
+    from a native library (a tokenizer's normaliser regex), which pyo3 raises as PanicException, a
+    BaseException. Never KeyboardInterrupt or SystemExit."""
+    return isinstance(err, Exception) or type(err).__name__ == "PanicException"

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from security_topics.atomic import hold_lock
-from security_topics.errors import ConfigError, DataError
+from security_topics.errors import ConfigError, DataError, is_recoverable
 from security_topics.models.card import ModelCard, directory_digest
 from security_topics.text import MAX_ARTICLE_CHARS
 
@@ -290,6 +290,29 @@ def score_rows(predictor: Predictor, rows: Sequence[InputRow], model: dict[str, 
     return [result_row(r.id, result, model) for r, result in zip(rows, results)]
 
 
+def score_isolated(
+    predictor: Predictor, rows: Sequence[InputRow], model: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[BadRow]]:
+    """Rows scored together; if the batch fails, one by one, so a record that breaks the model (a
+    tokenizer's panic) is an error row and costs only itself."""
+    try:
+        return score_rows(predictor, rows, model), []
+    except BaseException as err:
+        if not is_recoverable(err):
+            raise
+    scored, failed = [], []
+    for row in rows:
+        try:
+            scored.extend(score_rows(predictor, [row], model))
+        except BaseException as err:
+            if not is_recoverable(err):
+                raise
+            reason = f"scoring failed: {type(err).__name__}: {err}"[:300]
+            failed.append(BadRow(row.source, row.line, "text", reason, row.id))
+            log.warning("%s:%d: %s", row.source, row.line, reason)
+    return scored, failed
+
+
 def to_arrow(rows: Sequence[dict[str, Any]]) -> pa.Table:
     """Rows as a table of OUTPUT_SCHEMA (a Parquet map wants (key, value) pairs)."""
     pairs = [{**row, "scores": list(row["scores"].items())} for row in rows]
@@ -480,7 +503,8 @@ def score_local(
     read = [0, 0]  # records read, and reported to on_progress
 
     def flush() -> None:
-        rows = score_rows(predictor, pending, model_info) if pending else []
+        rows, failed = score_isolated(predictor, pending, model_info) if pending else ([], [])
+        errors.extend(failed)
         writer.write(rows, errors)
         summary.scored += len(rows)
         summary.errors += len(errors)

@@ -303,3 +303,25 @@ def test_progress_counts_every_record_read_up_to_the_inputs_count(model_dir, art
     again: list[int] = []
     score_local(model_dir, source, tmp_path / "out", batch_size=2, on_progress=again.append)  # all skipped
     assert sum(again) == 7
+
+
+def test_a_record_that_breaks_the_model_is_an_error_row_and_the_archive_goes_on(model_dir, tmp_path, monkeypatch):
+    class PanicException(BaseException):  # as pyo3 raises a Rust panic: not an Exception
+        pass
+
+    real = Predictor.predict_articles
+
+    def panicking(self, texts, *args, **kwargs):
+        if any("يكسر" in t for t in texts):
+            raise PanicException("regex panicked")
+        return real(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict_articles", panicking)
+    rows = [{"id": str(i), "text": "ضبط كبتاجون."} for i in range(4)]
+    rows[2]["text"] = "نص يكسر المرمّز."
+    source = _jsonl(tmp_path / "in.jsonl", rows)
+    summary = score_local(model_dir, source, tmp_path / "out", batch_size=4)
+    assert (summary.scored, summary.errors) == (3, 1)
+    (error,) = read_errors(tmp_path / "out")
+    assert (error["id"], error["line"], error["field"]) == ("2", 3, "text")
+    assert error["reason"] == "scoring failed: PanicException: regex panicked"

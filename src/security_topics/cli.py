@@ -202,6 +202,7 @@ def export(args: argparse.Namespace) -> None:
         validation=None if args.no_retune and not Path(args.validation).exists() else args.validation,
         retune=not args.no_retune,
         num_threads=args.num_threads,
+        on_stage=None if args.quiet else _stage_printer("export"),
     )
     for name, info in report.members.items():
         source = args.model_dir if name == "." else Path(args.model_dir) / "members" / name
@@ -210,6 +211,18 @@ def export(args: argparse.Namespace) -> None:
         shown = {k: v for k, v in report.validation.items() if not k.startswith("source_")}
         print(f"validation: {json.dumps(shown)}")
     print(f"wrote {report.out_dir}")
+
+
+def _stage_printer(command: str) -> Any:
+    """Print each stage of a long command on stderr with the time since the first (`-q` silences it)."""
+    import time
+
+    started = time.perf_counter()
+
+    def show(text: str) -> None:
+        print(f"{command}: {text} … ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    return show
 
 
 def _device(value: str) -> str:

@@ -15,7 +15,7 @@ import copy
 import logging
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -68,9 +68,11 @@ def export_model(
     validation: str | Path | None = DEFAULT_VALIDATION,
     retune: bool = True,
     num_threads: int | None = None,
+    on_stage: Callable[[str], Any] | None = None,
 ) -> ExportReport:
     """Export `model_dir` (a transformer or an ensemble holding one) to `out_dir`; see the module doc.
 
+    `on_stage(text)` is told each stage as it starts (a command shows them: an export takes minutes).
     `validation`: a prepared-splits directory (its `validation.jsonl` and, if there,
     `articles_validation.jsonl`) or one labelled sentence file (.csv/.jsonl); with `retune=False` it
     is only used to measure agreement and the source thresholds are kept.
@@ -92,7 +94,8 @@ def export_model(
     check_texts = [e.text for e in sentences[:CHECK_SENTENCES]] or list(FALLBACK_CHECK)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_for(out_dir)  # unique: two exports into one folder never share a half-built one
+    staging = staging_for(out_dir)
+    stage = on_stage or (lambda text: None)  # unique: two exports into one folder never share a half-built one
     report = ExportReport(out_dir)
     try:
         provenance = {
@@ -105,12 +108,14 @@ def export_model(
             "onnxruntime": metadata.version("onnxruntime"),
         }
         if card.family == "transformer":
+            stage(f"tracing {model_dir} to ONNX{' and quantising it' if quantize else ''}")
             report.members["."] = _export_transformer(model_dir, staging, quantize, per_channel, check_texts)
             exported = ModelCard.load(staging)
         else:
             for name in card.settings["members"]:
                 source, target = model_dir / MEMBERS / name, staging / MEMBERS / name
                 if ModelCard.load(source).family == "transformer":
+                    stage(f"tracing member {name} to ONNX{' and quantising it' if quantize else ''}")
                     report.members[name] = _export_transformer(source, target, quantize, per_channel, check_texts)
                 else:
                     shutil.copytree(source, target)
@@ -118,6 +123,7 @@ def export_model(
         exported.settings["export"] = provenance
         exported.save(staging)
         if sentences:
+            stage(f"re-tuning the decisions on {len(sentences)} validation sentences and measuring against the source")
             model = load_model(staging, device="cpu", num_threads=num_threads)
             report.validation = retune_card(model, sentences, articles, retune)
             source = load_model(model_dir, device="cpu")

@@ -31,13 +31,24 @@ ARTICLE = (
 )
 
 
+STAGES: dict[str, list[str]] = {}  # what each export said it was doing
+
+
 @pytest.fixture(scope="module")
 def exports(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     validation = Path(tiny_run.cfg.data.processed_dir)
     for name, quantize in (("fp32", None), ("int8", "int8")):
-        export_model(tiny_run.model_dir, root / name, quantize=quantize, validation=validation, num_threads=1)
+        options = {"quantize": quantize, "validation": validation, "num_threads": 1}
+        export_model(tiny_run.model_dir, root / name, on_stage=STAGES.setdefault(name, []).append, **options)
     return root
+
+
+def test_an_export_says_each_stage_as_it_starts(tiny_run, exports):
+    assert STAGES["fp32"][0] == f"tracing {tiny_run.model_dir} to ONNX"
+    assert STAGES["int8"][0] == f"tracing {tiny_run.model_dir} to ONNX and quantising it"
+    assert all(stages[-1].startswith("re-tuning the decisions on ") for stages in STAGES.values())
+    assert not any(p.name.startswith(".") for p in exports.iterdir())  # no staging folder left behind
 
 
 @pytest.fixture(scope="module")

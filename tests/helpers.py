@@ -121,3 +121,24 @@ def fit_tfidf(directory: Path) -> Path:
     model = TfidfRecipe(max_features=5000).fit(read_sentences(FIXTURES / "sentences.csv", labels), [], labels)
     model.save(directory)
     return directory
+
+
+class PanicException(BaseException):
+    """As pyo3 raises a Rust panic (a tokenizer's normaliser regex): a BaseException, not an Exception."""
+
+
+BREAKS_THE_TOKENIZER = "يكسر"  # a word in a text that the patched Predictor panics on
+
+
+def panic_on_marked_texts(monkeypatch) -> None:
+    """Patch Predictor.predict_articles to panic on any batch holding BREAKS_THE_TOKENIZER."""
+    from security_topics.predictor import Predictor
+
+    real = Predictor.predict_articles
+
+    def panicking(self, texts, *args, **kwargs):
+        if any(BREAKS_THE_TOKENIZER in t for t in texts):
+            raise PanicException("regex panicked")
+        return real(self, texts, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict_articles", panicking)

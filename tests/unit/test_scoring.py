@@ -306,19 +306,11 @@ def test_progress_counts_every_record_read_up_to_the_inputs_count(model_dir, art
 
 
 def test_a_record_that_breaks_the_model_is_an_error_row_and_the_archive_goes_on(model_dir, tmp_path, monkeypatch):
-    class PanicException(BaseException):  # as pyo3 raises a Rust panic: not an Exception
-        pass
+    from helpers import BREAKS_THE_TOKENIZER, panic_on_marked_texts
 
-    real = Predictor.predict_articles
-
-    def panicking(self, texts, *args, **kwargs):
-        if any("يكسر" in t for t in texts):
-            raise PanicException("regex panicked")
-        return real(self, texts, *args, **kwargs)
-
-    monkeypatch.setattr(Predictor, "predict_articles", panicking)
+    panic_on_marked_texts(monkeypatch)
     rows = [{"id": str(i), "text": "ضبط كبتاجون."} for i in range(4)]
-    rows[2]["text"] = "نص يكسر المرمّز."
+    rows[2]["text"] = f"نص {BREAKS_THE_TOKENIZER} المرمّز."
     source = _jsonl(tmp_path / "in.jsonl", rows)
     summary = score_local(model_dir, source, tmp_path / "out", batch_size=4)
     assert (summary.scored, summary.errors) == (3, 1)

@@ -22,6 +22,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from security_topics.errors import is_recoverable
 from security_topics.models.card import ModelCard
 from security_topics.models.ensemble import MEMBERS
 from security_topics.predictor import Predictor
@@ -52,23 +53,44 @@ class SecurityTopicsModel(PythonModel):
             titles = _strings(model_input["title"], "title") if "title" in model_input else [None] * len(texts)
             max_chars = int(params.get("max_chars", MAX_ARTICLE_CHARS))
             keep = [i for i, text in enumerate(texts) if len(text) <= max_chars]
-            results = self.predictor.predict_articles(
-                [texts[i] for i in keep],
-                titles=[titles[i] for i in keep],
-                max_evidence=int(params.get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None,
-                review_target=float(params.get("review_target") or 0) or None,
-                highlights=bool(params.get("highlights", False)),
-            )
+            options = {
+                "max_evidence": int(params.get("max_evidence", DEFAULT_MAX_EVIDENCE)) or None,
+                "review_target": float(params.get("review_target") or 0) or None,
+                "highlights": bool(params.get("highlights", False)),
+            }
+            scored = self._rows([texts[i] for i in keep], [titles[i] for i in keep], options)
         except (ValueError, TypeError) as err:  # ConfigError is a ValueError: a bad param or row
             raise MlflowException(str(err), INVALID_PARAMETER_VALUE) from None
-        rows = [{"topics": [], "scores": {}, "evidence": [], "flags": [TOO_LONG], "needs_review": []}] * len(texts)
-        rows = list(rows)
-        for i, result in zip(keep, results):
-            rows[i] = result.to_row()
+        rows = [_flagged(TOO_LONG) for _ in texts]
+        for i, row in zip(keep, scored):
+            rows[i] = row
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+
+    def _rows(self, texts: list[str], titles: list[str | None], options: dict[str, Any]) -> list[dict[str, Any]]:
+        """Result rows, all texts in one pass; if that fails, one by one, so a text that breaks the
+        model (a tokenizer's panic) is a row flagged `failed` and costs only itself."""
+        try:
+            return [r.to_row() for r in self.predictor.predict_articles(texts, titles=titles, **options)]
+        except BaseException as err:
+            if not is_recoverable(err) or isinstance(err, (ValueError, TypeError)):
+                raise
+        rows = []
+        for text, title in zip(texts, titles):
+            try:
+                rows.append(self.predictor.predict_article(text, title=title, **options).to_row())
+            except BaseException as err:
+                if not is_recoverable(err):
+                    raise
+                rows.append(_flagged(FAILED))
+        return rows
 
 
 TOO_LONG = "too_long"  # a text over the max_chars param: not scored
+FAILED = "failed"  # a text the model could not score (its error is the server's log)
+
+
+def _flagged(flag: str) -> dict[str, Any]:
+    return {"topics": [], "scores": {}, "evidence": [], "flags": [flag], "needs_review": []}
 
 
 def _strings(column: pd.Series, name: str) -> list[str | None]:

@@ -36,3 +36,12 @@ def test_a_text_over_max_chars_is_flagged_and_the_others_scored(pyfunc):
     )
     assert frame["flags"].tolist() == [[], ["too_long"], ["empty"]]
     assert "narcotics" in frame["topics"][0] and frame["topics"][1] == []
+
+
+def test_a_text_that_breaks_the_model_is_a_failed_row_and_the_others_are_scored(pyfunc, monkeypatch):
+    from helpers import BREAKS_THE_TOKENIZER, panic_on_marked_texts
+
+    panic_on_marked_texts(monkeypatch)
+    frame = pyfunc.predict(None, pd.DataFrame({"text": ["ضبط شحنة كبتاجون.", f"نص {BREAKS_THE_TOKENIZER} المرمّز."]}))
+    assert frame["flags"].tolist() == [[], ["failed"]]
+    assert "narcotics" in frame["topics"][0] and frame["topics"][1] == []

@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import IO
 
+from security_topics.errors import ConfigError
+
 
 def staging_for(target: Path) -> Path:
     """A fresh hidden sibling of `target` to build the new folder in (unique per process and call)."""
@@ -45,7 +47,7 @@ def _fsync_dir(folder: Path) -> None:
 def hold_lock(path: Path, refusal: str) -> IO[str]:
     """An exclusive lock on the file `path` (created if missing) for as long as the returned file is
     open (close it, or use it in `with`; a process that ends, even killed, releases it). Raises
-    BlockingIOError with `refusal` when another process holds it."""
+    ConfigError with `refusal` when another job holds it."""
     import fcntl
 
     stream = open(path, "a+")  # noqa: SIM115 - the lock lives as long as this file stays open
@@ -53,5 +55,5 @@ def hold_lock(path: Path, refusal: str) -> IO[str]:
         fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         stream.close()
-        raise BlockingIOError(refusal) from None
+        raise ConfigError(refusal) from None
     return stream

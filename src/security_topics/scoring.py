@@ -432,10 +432,7 @@ class PartWriter:
 def _lock(output: Path) -> Any:
     """One job per OUTPUT: held for the job's lifetime (released when it ends, even killed)."""
     refusal = f"{output}: another score job is writing into it; wait for it, or score into another OUTPUT"
-    try:
-        return hold_lock(output / LOCK_FILE, refusal)
-    except BlockingIOError as err:
-        raise ConfigError(str(err)) from None
+    return hold_lock(output / LOCK_FILE, refusal)
 
 
 def check_output_place(input_path: str | Path, output: str | Path) -> None:

@@ -224,10 +224,7 @@ def _hold_run_dir(run_dir: Path) -> Any:
         f"run folder {run_dir} is in use by another training: give each run its own folder "
         "(hydra.run.dir), or wait for the other to finish"
     )
-    try:
-        return hold_lock(run_dir / RUN_LOCK, refusal)
-    except BlockingIOError as err:
-        raise ConfigError(str(err)) from None
+    return hold_lock(run_dir / RUN_LOCK, refusal)
 
 
 def _replace_model_dir(target: Path, model_dir: Path) -> None:

@@ -167,27 +167,16 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def _predict_chunk(predictor: Any, chunk: list[dict[str, Any]], failed: list[str], highlights: int = 0) -> list[Any]:
-    """Results for a chunk; if the chunk fails, article by article, so one bad record costs only itself."""
-    try:
-        return predictor.predict_articles(
-            [a["text"] for a in chunk], titles=[a.get("title") for a in chunk], highlights=highlights
-        )
-    except BaseException as err:  # noqa: BLE001 - retried one by one below, each failure reported
-        if not is_recoverable(err):
-            raise
-        results = []
-        for article in chunk:
-            try:
-                results.append(
-                    predictor.predict_article(article["text"], title=article.get("title"), highlights=highlights)
-                )
-            except BaseException as err:  # noqa: BLE001
-                if not is_recoverable(err):
-                    raise
-                print(f"security-topics predict: article {article['id']!r} failed: {err}", file=sys.stderr)
-                failed.append(article["id"])
-                results.append(None)
-        return results
+    """Results for a chunk (None for an article that failed, reported), so one bad record costs only itself."""
+    results = predictor.predict_each(
+        [a["text"] for a in chunk], titles=[a.get("title") for a in chunk], highlights=highlights
+    )
+    for i, (article, result) in enumerate(zip(chunk, results)):
+        if isinstance(result, BaseException):
+            print(f"security-topics predict: article {article['id']!r} failed: {result}", file=sys.stderr)
+            failed.append(article["id"])
+            results[i] = None
+    return results
 
 
 def export(args: argparse.Namespace) -> None:

@@ -22,7 +22,6 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from security_topics.errors import is_recoverable
 from security_topics.models.card import ModelCard
 from security_topics.models.ensemble import MEMBERS
 from security_topics.predictor import Predictor
@@ -67,22 +66,10 @@ class SecurityTopicsModel(PythonModel):
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
     def _rows(self, texts: list[str], titles: list[str | None], options: dict[str, Any]) -> list[dict[str, Any]]:
-        """Result rows, all texts in one pass; if that fails, one by one, so a text that breaks the
-        model (a tokenizer's panic) is a row flagged `failed` and costs only itself."""
-        try:
-            return [r.to_row() for r in self.predictor.predict_articles(texts, titles=titles, **options)]
-        except BaseException as err:
-            if not is_recoverable(err) or isinstance(err, (ValueError, TypeError)):
-                raise
-        rows = []
-        for text, title in zip(texts, titles):
-            try:
-                rows.append(self.predictor.predict_article(text, title=title, **options).to_row())
-            except BaseException as err:
-                if not is_recoverable(err):
-                    raise
-                rows.append(_flagged(FAILED))
-        return rows
+        """Result rows, where a text that breaks the model (a tokenizer's panic) is a row flagged
+        `failed` and costs only itself; a bad param (ValueError, TypeError) is raised."""
+        results = self.predictor.predict_each(texts, titles, propagate=(ValueError, TypeError), **options)
+        return [_flagged(FAILED) if isinstance(r, BaseException) else r.to_row() for r in results]
 
 
 TOO_LONG = "too_long"  # a text over the max_chars param: not scored

@@ -20,7 +20,7 @@ import numpy as np
 
 from security_topics.aggregation import ArticleRule, article_features
 from security_topics.calibration import IDENTITY, Calibrator
-from security_topics.errors import ConfigError
+from security_topics.errors import ConfigError, is_recoverable
 from security_topics.highlights import HIGHLIGHT_WORDS, occlusion_variants, occlusion_weights, top_spans
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
@@ -308,6 +308,33 @@ class Predictor:
         if top_k:
             self._add_highlights(results, top_k)
         return results
+
+    def predict_each(
+        self,
+        texts: Sequence[str | None],
+        titles: Sequence[str | None] | None = None,
+        *,
+        propagate: tuple[type[BaseException], ...] = (),
+        **options: Any,
+    ) -> list[ArticleResult | BaseException]:
+        """`predict_articles`, where one text that makes the model fail (a tokenizer's panic, any
+        error) costs only itself: the batch is scored again one by one, and the failing text's place
+        holds its exception. Errors of the types in `propagate` from the batch (a bad option) are
+        raised as they are; so is anything not recoverable (KeyboardInterrupt)."""
+        try:
+            return list(self.predict_articles(texts, titles, **options))
+        except BaseException as err:
+            if not is_recoverable(err) or isinstance(err, propagate):
+                raise
+        out: list[ArticleResult | BaseException] = []
+        for text, title in zip(texts, titles if titles is not None else [None] * len(texts)):
+            try:
+                out.append(self.predict_article(text, title, **options))
+            except BaseException as err:
+                if not is_recoverable(err):
+                    raise
+                out.append(err)
+        return out
 
     def _add_highlights(self, results: Sequence[ArticleResult], top_k: int) -> None:
         """Fill every evidence sentence's `highlights`: its words scored by occlusion, all articles'

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from security_topics.atomic import hold_lock
-from security_topics.errors import ConfigError, DataError, is_recoverable
+from security_topics.errors import ConfigError, DataError
 from security_topics.models.card import ModelCard, directory_digest
 from security_topics.text import MAX_ARTICLE_CHARS
 
@@ -293,23 +293,17 @@ def score_rows(predictor: Predictor, rows: Sequence[InputRow], model: dict[str, 
 def score_isolated(
     predictor: Predictor, rows: Sequence[InputRow], model: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[BadRow]]:
-    """Rows scored together; if the batch fails, one by one, so a record that breaks the model (a
-    tokenizer's panic) is an error row and costs only itself."""
-    try:
-        return score_rows(predictor, rows, model), []
-    except BaseException as err:
-        if not is_recoverable(err):
-            raise
+    """Rows scored together, where a record that breaks the model (a tokenizer's panic) is an error
+    row and costs only itself (`Predictor.predict_each`)."""
+    results = predictor.predict_each([r.text for r in rows], titles=[r.title for r in rows])
     scored, failed = [], []
-    for row in rows:
-        try:
-            scored.extend(score_rows(predictor, [row], model))
-        except BaseException as err:
-            if not is_recoverable(err):
-                raise
-            reason = f"scoring failed: {type(err).__name__}: {err}"[:300]
+    for row, result in zip(rows, results):
+        if isinstance(result, BaseException):
+            reason = f"scoring failed: {type(result).__name__}: {result}"[:300]
             failed.append(BadRow(row.source, row.line, "text", reason, row.id))
             log.warning("%s:%d: %s", row.source, row.line, reason)
+        else:
+            scored.append(result_row(row.id, result, model))
     return scored, failed
 
 

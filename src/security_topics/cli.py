@@ -620,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no 'loading model' lines or progress bars")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
+    from security_topics.highlights import HIGHLIGHT_WORDS
     from security_topics.text import MAX_ARTICLE_CHARS
 
     commands.add_parser = functools.partial(  # every command's --help shows its defaults
@@ -667,7 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="the page to write (default: the article's name with .html, here)")
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--highlights", type=int, default=5, metavar="N", help="words marked per evidence sentence (0: off)")
+    p.add_argument(
+        "--highlights",
+        type=int,
+        default=HIGHLIGHT_WORDS,
+        metavar="N",
+        help="words marked per evidence sentence (0: off)",
+    )
     p.set_defaults(func=explain)
 
     p = commands.add_parser("serve", help="a web page for analysts and a JSON API (POST /v1/articles)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from html import escape
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -96,7 +97,7 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
-        return _INDEX.replace("{{STYLE}}", STYLE).replace("{{MODEL}}", _escape(model_name))
+        return _INDEX.replace("{{STYLE}}", STYLE).replace("{{MODEL}}", escape(model_name))
 
     @app.get("/healthz")
     def health() -> dict[str, Any]:
@@ -167,12 +168,6 @@ class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
-
-
-def _escape(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 # The page: no network, no CDN; the article view comes from /v1/explain, the table from /v1/articles.jsonl.

@@ -24,17 +24,11 @@ import torch
 from captum.attr import LayerIntegratedGradients
 
 from security_topics.data import read_sentences
-from security_topics.highlights import candidate_spans, occlusion_weights, without
+from security_topics.highlights import candidate_spans, occlusion_weights, without, without_words
 from security_topics.labels import LabelSet
 from security_topics.models import load_model
 
 TEST = Path("data/processed/security_topics/test.jsonl")
-
-
-def delete(text: str, spans: list[tuple[int, int]]) -> str:
-    for start, end in sorted(spans, reverse=True):
-        text = without(text, start, end)
-    return text
 
 
 def occlusion_top3(model, text: str, spans, j: int) -> list[tuple[int, int]]:
@@ -105,8 +99,10 @@ def main() -> None:
             seconds["occlusion"] += t1 - t0
             seconds["integrated_gradients"] += t2 - t1
             count += 1
-            drawn = [delete(text, [spans[i] for i in rng.choice(len(spans), 3, replace=False)]) for _ in range(5)]
-            scores = model.score([delete(text, occluded), delete(text, integrated), *drawn]).probs[:, j]
+            drawn = [
+                without_words(text, [spans[i] for i in rng.choice(len(spans), 3, replace=False)]) for _ in range(5)
+            ]
+            scores = model.score([without_words(text, occluded), without_words(text, integrated), *drawn]).probs[:, j]
             falls["occlusion"].append(base - scores[0])
             falls["integrated_gradients"].append(base - scores[1])
             falls["random"].extend(base - scores[2:])

@@ -31,17 +31,17 @@ from tqdm import tqdm
 
 from security_topics import Predictor
 from security_topics.data import read_articles, read_sentences
-from security_topics.highlights import HIGHLIGHT_WORDS, occlusion_variants, occlusion_weights, without, word_spans
+from security_topics.highlights import (
+    HIGHLIGHT_WORDS,
+    occlusion_variants,
+    occlusion_weights,
+    without_words,
+    word_spans,
+)
 from security_topics.labels import LabelSet
 from security_topics.text import split_sentences
 
 PROCESSED = Path("data/processed/security_topics")
-
-
-def delete_words(text: str, spans: list[tuple[int, int]]) -> str:
-    for start, end in sorted(spans, reverse=True):
-        text = without(text, start, end)
-    return text
 
 
 def word_faithfulness(predictor: Predictor, sentences, labels: LabelSet, draws: int, rng) -> dict:
@@ -58,9 +58,9 @@ def word_faithfulness(predictor: Predictor, sentences, labels: LabelSet, draws: 
             weights = occlusion_weights(b, scored[at : at + len(spans)])[:, j]
             at += len(spans)
             top = [spans[i] for i in np.argsort(-weights, kind="stable")[:3]]
-            top_texts.append(delete_words(text, top))
+            top_texts.append(without_words(text, top))
             for _ in range(draws):
-                random_texts.append(delete_words(text, [spans[i] for i in rng.choice(len(spans), 3, replace=False)]))
+                random_texts.append(without_words(text, [spans[i] for i in rng.choice(len(spans), 3, replace=False)]))
         top_fall = base[:, j] - model.score(top_texts).probs[:, j]
         random_fall = base[:, j].repeat(draws) - model.score(random_texts).probs[:, j]
         out[name] = {

@@ -49,6 +49,14 @@ def without(text: str, start: int, end: int) -> str:
     return f"{left} {right}".strip() if left and right else (left + right).strip()
 
 
+def without_words(text: str, spans: Sequence[tuple[int, int]]) -> str:
+    """`text` with every word at `spans` taken out (the last first, so earlier offsets hold): how
+    faithfulness is measured, deleting the highlighted words against as many random ones."""
+    for start, end in sorted(spans, reverse=True):
+        text = without(text, start, end)
+    return text
+
+
 def occlusion_variants(text: str) -> tuple[list[tuple[int, int]], list[str]]:
     """The candidate words of `text` and, for each, the text without it (what the model scores again)."""
     spans = candidate_spans(text)

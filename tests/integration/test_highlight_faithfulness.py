@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 from security_topics.data import read_sentences
-from security_topics.highlights import occlusion_variants, occlusion_weights, without
+from security_topics.highlights import occlusion_variants, occlusion_weights, without_words
 from security_topics.labels import LabelSet
 from security_topics.models import load_model
 
 pytestmark = pytest.mark.slow
-
-
-def _delete(text, spans):
-    for start, end in sorted(spans, reverse=True):
-        text = without(text, start, end)
-    return text
 
 
 def test_the_top_three_words_carry_the_topic_more_than_twice_as_much_as_three_random_words(tfidf_run):
@@ -37,7 +31,9 @@ def test_the_top_three_words_carry_the_topic_more_than_twice_as_much_as_three_ra
             weights = occlusion_weights(base, model.score(variants).probs)[:, j]
             top = [spans[i] for i in np.argsort(-weights, kind="stable")[:3]]
             drawn = [[spans[i] for i in rng.choice(len(spans), 3, replace=False)] for _ in range(5)]
-            scores = model.score([_delete(example.text, top)] + [_delete(example.text, d) for d in drawn]).probs[:, j]
+            scores = model.score(
+                [without_words(example.text, top)] + [without_words(example.text, d) for d in drawn]
+            ).probs[:, j]
             top_falls.append(base[j] - scores[0])
             random_falls.extend(base[j] - scores[1:])
     assert len(top_falls) >= 50

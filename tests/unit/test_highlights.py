@@ -12,6 +12,7 @@ from security_topics.highlights import (
     occlusion_weights,
     top_spans,
     without,
+    without_words,
     word_spans,
 )
 from security_topics.predictor import Predictor
@@ -31,6 +32,7 @@ def test_a_dropped_word_leaves_one_space_and_no_edge_space():
     assert without("أ ب ج", 2, 3) == "أ ج"
     assert without("أ ب ج", 0, 1) == "ب ج"
     assert without("أ ب ج", 4, 5) == "أ ب"
+    assert without_words("أ ب ج د", [(0, 1), (4, 5)]) == "ب د"  # later spans first: earlier offsets hold
     spans, variants = occlusion_variants("ضبط كبتاجون")
     assert spans == [(0, 3), (4, 11)] and variants == ["كبتاجون", "ضبط"]
 

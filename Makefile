@@ -68,4 +68,4 @@ ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///experiments/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf experiments/runs experiments/multiruns data/processed models/default
+	rm -rf experiments/runs experiments/multiruns data/processed models/default models/pipeline

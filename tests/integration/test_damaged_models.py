@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+from helpers import drop_labels
 
 from security_topics.cli import main
 
@@ -15,25 +16,16 @@ def _truncate(path, keep=0.5):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-def _drop_labels(card_path):
-    """A card that is sound on its own (every per-topic list cut to 3 topics) but no longer fits the weights."""
-    card = json.loads(card_path.read_text())
-    topics = len(card["labels"])
-
-    def cut(value):
-        if isinstance(value, dict):
-            return {k: cut(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [cut(v) for v in (value[:3] if len(value) == topics else value)]
-        return value
-
-    card_path.write_text(json.dumps(cut(card)))
-
-
 def _set(card_path, **settings):
     card = json.loads(card_path.read_text())
     card["settings"].update(settings)
     card_path.write_text(json.dumps(card))
+
+
+def _set_config(config_path, **values):
+    config = json.loads(config_path.read_text())
+    config.update(values)
+    config_path.write_text(json.dumps(config))
 
 
 CASES = {
@@ -49,7 +41,7 @@ CASES = {
     ),
     "tfidf card disagrees": (
         "tfidf_run",
-        lambda d: _drop_labels(d / "security_topics.json"),
+        lambda d: drop_labels(d / "security_topics.json"),
         r"tfidf.safetensors: .*do not match the card",
     ),
     "truncated transformer weights": (
@@ -68,9 +60,19 @@ CASES = {
         lambda d: _set(d / "security_topics.json", max_length=1_000_000),
         r"field 'settings.max_length': expected a whole number from 8 to \d+",
     ),
+    "absurd size in config.json": (
+        "tiny_run",
+        lambda d: _set_config(d / "config.json", max_position_embeddings=10**12),
+        r"config.json: field 'max_position_embeddings': expected a whole number from 1 to 131,072, got 1000000000000",
+    ),
+    "size in config.json not a number": (
+        "tiny_run",
+        lambda d: _set_config(d / "config.json", hidden_size="huge"),
+        r"config.json: field 'hidden_size': expected a whole number from 1 to 16,384, got 'huge'",
+    ),
     "transformer card disagrees": (
         "tiny_run",
-        lambda d: _drop_labels(d / "security_topics.json"),
+        lambda d: drop_labels(d / "security_topics.json"),
         r"model.safetensors: the head scores 5 topics but the card .* lists 3",
     ),
 }

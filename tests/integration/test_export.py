@@ -3,6 +3,7 @@ sets, thresholds are re-tuned on the export's own scores, and an export serves w
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import drop_labels
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
@@ -20,7 +22,7 @@ from security_topics.data import read_sentences
 from security_topics.export import export_model
 from security_topics.labels import LabelSet
 from security_topics.models import load_model
-from security_topics.models.card import ModelCard
+from security_topics.models.card import ModelCard, ModelDirError
 from security_topics.models.transformer import TopicClassifier
 
 pytestmark = pytest.mark.slow
@@ -68,6 +70,30 @@ def test_fp32_onnx_scores_equal_torch(tiny_run, exports, sample):
     onnx_scores = load_model(exports / "fp32").score(sample)
     assert np.abs(onnx_scores.probs - torch_scores.probs).max() < 1e-4
     assert (onnx_scores.truncated == torch_scores.truncated).all()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ({"logits": "scores"}, r"model.onnx: outputs \['scores'\], expected 'logits'"),
+        ({"labels": 3}, r"model.onnx: scores 5 topics but the card lists 3"),
+    ],
+)
+def test_a_graph_that_does_not_fit_its_card_is_refused_at_load(exports, tmp_path, damage, message):
+    import onnx
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(exports / "fp32", damaged)
+    if "logits" in damage:  # the output renamed, in the graph and in the node that writes it
+        graph = onnx.load(damaged / "model.onnx")
+        for node in graph.graph.node:
+            node.output[:] = [damage["logits"] if name == "logits" else name for name in node.output]
+        graph.graph.output[0].name = damage["logits"]
+        onnx.save(graph, damaged / "model.onnx")
+    else:  # a card with fewer topics, sound on its own
+        drop_labels(damaged / "security_topics.json", keep=damage["labels"])
+    with pytest.raises(ModelDirError, match=message):
+        load_model(damaged)
 
 
 def test_fp32_export_retuned_on_the_same_validation_keeps_the_source_decisions(tiny_run, exports):

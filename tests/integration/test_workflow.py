@@ -52,6 +52,9 @@ def project_copy(tmp_path) -> Path:
 
 
 def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
+    made_by_make_run = project_copy / "models" / "default" / "security_topics.json"
+    made_by_make_run.parent.mkdir(parents=True)
+    made_by_make_run.write_text("{}")
     _run(["security-topics", "params", "data=fixture", "model=tfidf"], project_copy)
     out = _run(["dvc", "repro"], project_copy)
     assert all(f"Running stage '{s}'" in out for s in ("prepare", "train", "evaluate"))
@@ -71,6 +74,9 @@ def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
     page = (project_copy / "plots" / "index.html").read_text()
     assert "http://" not in page and "https://" not in page  # renders offline: images, no vega from a CDN
     assert page.count("<img") == 4
+    # the pipeline and its experiments train into models/pipeline: the model `make run` saved is untouched
+    assert (project_copy / "models" / "pipeline" / "security_topics.json").is_file()
+    assert made_by_make_run.read_text() == "{}"
 
 
 def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):

@@ -126,4 +126,13 @@ class OnnxModel:
         names = {i.name for i in session.get_inputs()}
         if names != set(INPUTS):
             raise ModelDirError(f"{directory / GRAPH}: inputs {sorted(names)}, expected {list(INPUTS)}")
+        outputs = {o.name: o.shape for o in session.get_outputs()}
+        if OUTPUT not in outputs:
+            raise ModelDirError(f"{directory / GRAPH}: outputs {sorted(outputs)}, expected {OUTPUT!r}")
+        width = outputs[OUTPUT][-1] if outputs[OUTPUT] else None
+        if isinstance(width, int) and width != len(card.labels):
+            raise ModelDirError(
+                f"{directory / GRAPH}: scores {width} topics but the card lists {len(card.labels)}: "
+                "the two come from different models"
+            )
         return cls(card, session, tokenizer, directory)

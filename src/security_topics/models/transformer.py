@@ -6,6 +6,7 @@ fitting it is `recipes/transformer.py`'s.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -267,6 +268,7 @@ class TransformerModel:
         for name in (WEIGHTS, "config.json", "tokenizer.json"):
             if not (directory / name).is_file():
                 raise ModelDirError(f"{directory / name}: missing; the model directory is incomplete")
+        _check_config(directory / "config.json")
         try:
             config = AutoConfig.from_pretrained(directory, local_files_only=True)
             state = load_file(str(directory / WEIGHTS))
@@ -298,6 +300,38 @@ class TransformerModel:
                 if isinstance(module, nn.Linear):
                     module.to(torch.bfloat16)
         return model
+
+
+# Upper bounds on config.json's sizes, far above any BERT-family encoder: a damaged or hostile
+# config asking for more would build tables (position ids, a billion-row vocabulary) that exhaust memory.
+CONFIG_LIMITS = {
+    "vocab_size": 2_000_000,
+    "hidden_size": 16_384,
+    "num_hidden_layers": 256,
+    "num_attention_heads": 1_024,
+    "intermediate_size": 131_072,
+    "max_position_embeddings": 131_072,
+    "type_vocab_size": 1_024,
+}
+
+
+def _check_config(config_path: Path) -> None:
+    """config.json is a JSON object whose sizes are whole numbers within CONFIG_LIMITS; one line
+    names the field. Checked before transformers reads it, which fails with a traceback instead."""
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
+        raise ModelDirError(f"{config_path}: not valid JSON ({type(err).__name__})") from None
+    if not isinstance(config, dict):
+        raise ModelDirError(f"{config_path}: expected a JSON object, got {type(config).__name__}")
+    for name, limit in CONFIG_LIMITS.items():
+        value = config.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise ModelDirError(
+                f"{config_path}: field '{name}': expected a whole number from 1 to {limit:,}, got {value!r}"[:300]
+            )
 
 
 def _check_settings(card: ModelCard, config: Any, card_path: Path) -> None:

@@ -258,7 +258,8 @@ def score(args: argparse.Namespace) -> None:
     if args.engine == "spark":
         from security_topics.scoring_spark import score_spark
 
-        summary = score_spark(args.model, args.input, args.output, master=args.master, **options)
+        stages = {} if args.quiet else {"on_stage": _stage_printer("score"), "progress": True}
+        summary = score_spark(args.model, args.input, args.output, master=args.master, **options, **stages)
     else:
         from tqdm import tqdm
 

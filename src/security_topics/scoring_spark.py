@@ -18,13 +18,12 @@ pyspark is an optional dependency (`pip install 'security-topics[spark]'`), impo
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +53,6 @@ from security_topics.scoring import (
 if TYPE_CHECKING:  # loaded by the scoring tasks only: the reading tasks need no scikit-learn
     from security_topics.predictor import Predictor
 
-log = logging.getLogger(__name__)
 
 JSONL_SLICE_BYTES = 32 << 20  # a unit of reading work: a 32 MiB slice of a big JSONL file
 UNIT_SCHEMA = pa.schema(
@@ -177,9 +175,12 @@ def _score_batches(
             yield from to_arrow(score_rows(predictor, rows, info)).to_batches()
 
 
-def start_spark(master: str, app_name: str = "security-topics-score", batch_size: int = DEFAULT_BATCH_SIZE) -> Any:
+def start_spark(
+    master: str, app_name: str = "security-topics-score", batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
+) -> Any:
     """A SparkSession with this interpreter as the workers' Python (unless PYSPARK_PYTHON names
-    another: a cluster's), bound to 127.0.0.1 when local, with small memory and only errors logged."""
+    another: a cluster's), bound to 127.0.0.1 when local, with small memory and only errors logged.
+    `progress`: Spark's own console bar of each stage's tasks, on stderr."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -198,7 +199,7 @@ def start_spark(master: str, app_name: str = "security-topics-score", batch_size
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
         .config("spark.executor.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
         .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.ui.showConsoleProgress", "true" if progress else "false")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
         .config("spark.sql.adaptive.enabled", "false")  # keep the partitions this job sizes
     )
@@ -227,9 +228,14 @@ def score_spark(
     device: str = "auto",
     review_target: float | None = None,
     max_chars: int = MAX_ARTICLE_CHARS,
+    on_stage: Callable[[str], Any] | None = None,
+    progress: bool = False,
 ) -> ScoreSummary:
     """Score INPUT into a new OUTPUT folder with a Spark job. Resuming is the local engine's:
-    Spark retries failed tasks itself, and an existing OUTPUT is refused rather than mixed."""
+    Spark retries failed tasks itself, and an existing OUTPUT is refused rather than mixed.
+
+    `on_stage(text)` is told each stage as it starts, with its rows (a command shows them);
+    `progress` turns on Spark's console bar of tasks within each stage."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
     files = input_files(input_path)
@@ -246,10 +252,12 @@ def score_spark(
     # local masters share this machine's files: executors load the resolved directory; a cluster's
     # executors fetch the model themselves (a shared path, or an MLflow URI reachable from them)
     model_ref = str(directory.resolve()) if master.startswith("local") else str(model)
-    spark = start_spark(master, batch_size=batch_size)
+    stage = on_stage or (lambda text: None)
+    stage(f"starting Spark on {master}")
+    spark = start_spark(master, batch_size=batch_size, progress=progress)
     try:
         options = {"max_evidence": max_evidence, "device": device, "review_target": review_target}
-        return _run_job(spark, files, output, model_ref, tracking_uri, options, info, batch_size, max_chars)
+        return _run_job(spark, files, output, model_ref, tracking_uri, options, info, batch_size, max_chars, stage)
     except (ConfigError, EngineError):
         raise
     except Exception as err:
@@ -270,6 +278,7 @@ def _run_job(
     info: dict[str, str],
     batch_size: int,
     max_chars: int = MAX_ARTICLE_CHARS,
+    stage: Callable[[str], Any] = lambda text: None,
 ) -> ScoreSummary:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -278,7 +287,7 @@ def _run_job(
 
     parallelism = spark.sparkContext.defaultParallelism
     units = plan_units(files)
-    log.info("%d files in %d units of reading work", len(files), len(units))
+    stage(f"reading and checking {len(files):,} files ({len(units):,} units of reading work)")
     # the id window and the errors' sort shuffle: as many partitions as reading units (200 by default)
     spark.conf.set("spark.sql.shuffle.partitions", str(max(parallelism, min(len(units), 2000))))
     unit_frame = spark.createDataFrame(
@@ -313,15 +322,15 @@ def _run_job(
     partitions = max(1, min(count, max(parallelism, math.ceil(count / (batch_size * 4)))))
     score = functools.partial(_score_batches, model=model_ref, tracking_uri=tracking_uri, options=options, info=info)
     scored = articles.repartition(partitions).mapInArrow(score, from_arrow_schema(OUTPUT_SCHEMA))
-    log.info("scoring %d articles in %d Spark partitions on %s", count, partitions, spark.sparkContext.master)
+    stage(f"scoring {count:,} articles in {partitions:,} tasks on {spark.sparkContext.master}")
     writer = scored.write.mode("errorifexists").option("ignoreNullFields", "false")
     if output_format(output) == "jsonl":
         writer.json(str(output))
     else:
         writer.parquet(str(output))
-    log.info("wrote %s; writing the error rows", output)
     errors = errors.orderBy("source", "line").persist(StorageLevel.MEMORY_AND_DISK)
     error_count = errors.count()
+    stage(f"wrote {count:,} rows to {output}; writing {error_count:,} error rows")
     errors.coalesce(1).write.mode("overwrite").option("ignoreNullFields", "false").json(str(output / ERRORS_DIR))
     records.unpersist()
     ranked.unpersist()

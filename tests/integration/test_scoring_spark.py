@@ -31,13 +31,18 @@ def test_spark_local2_gives_the_predictors_labels_and_the_local_engines_rows(tmp
     pq.write_table(pa.Table.from_pylist(parquet), tmp_path / "in" / "b.parquet", row_group_size=8)
 
     (tmp_path / "spark.parquet").mkdir()  # an empty OUTPUT folder is taken, as Spark itself would not
-    summary = score_spark(model, tmp_path / "in", tmp_path / "spark.parquet", master="local[2]", batch_size=8)
+    stages = []
+    summary = score_spark(
+        model, tmp_path / "in", tmp_path / "spark.parquet", master="local[2]", batch_size=8, on_stage=stages.append
+    )
     score_local(model, tmp_path / "in", tmp_path / "local.parquet", batch_size=8)
 
     spark_rows = {r["id"]: r for r in read_output(tmp_path / "spark.parquet")}
     local_rows = {r["id"]: r for r in read_output(tmp_path / "local.parquet")}
     expected = Predictor.load(model).predict_articles([a["text"] for a in articles], [a["title"] for a in articles])
     assert summary.scored == len(spark_rows) == len(articles) == 52
+    assert stages[0] == "starting Spark on local[2]" and stages[1].startswith("reading and checking 2 files (")
+    assert stages[2].startswith("scoring 52 articles in ") and stages[3].endswith("writing 4 error rows")
     assert {a["id"]: list(r.labels) for a, r in zip(articles, expected)} == {
         i: r["topics"] for i, r in spark_rows.items()
     }

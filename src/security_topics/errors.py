@@ -6,6 +6,7 @@ Each message says what is wrong and where (file, line, field, config key or stor
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -13,6 +14,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# What json.loads raises for a text that is not JSON, or nests too deeply for Python's parser (a
+# 200,000-deep array is a RecursionError, not a JSONDecodeError).
+JSON_ERRORS = (json.JSONDecodeError, RecursionError)
+
+
+def json_problem(err: BaseException) -> str:
+    """What is wrong with a JSON text, for a one-line error."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} (column {err.colno})"
+    return "nested too deeply"
 
 
 class ProjectError(Exception):

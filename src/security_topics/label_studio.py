@@ -19,7 +19,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from security_topics.data import read_text
-from security_topics.errors import DataError
+from security_topics.errors import JSON_ERRORS, DataError, json_problem
 from security_topics.labels import LabelSet
 
 NONE = "none"
@@ -156,8 +156,8 @@ def _choices(values: Any, labels: LabelSet, path: Path, line: int) -> tuple[str,
 def _read_json(path: Path, labels: LabelSet) -> list[LabelledRow]:
     try:
         tasks = json.loads(read_text(path))
-    except json.JSONDecodeError as err:
-        raise DataError(path, err.lineno, "json", f"not valid JSON ({err.msg})") from None
+    except JSON_ERRORS as err:
+        raise DataError(path, getattr(err, "lineno", 1), "json", f"not valid JSON: {json_problem(err)}") from None
     if not isinstance(tasks, list):
         raise DataError(path, 1, "json", "expected a list of tasks (Label Studio's JSON export)")
     rows = []
@@ -210,7 +210,7 @@ def _read_csv(path: Path, labels: LabelSet) -> list[LabelledRow]:
         if raw.startswith(("{", "[")):
             try:
                 value = json.loads(raw)
-            except json.JSONDecodeError:
+            except JSON_ERRORS:
                 raise DataError(path, line, CHOICES, f"not valid JSON: {raw[:60]!r}") from None
             values = value.get("choices") if isinstance(value, dict) else value
         else:

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from security_topics.atomic import hold_lock
-from security_topics.errors import ConfigError, DataError
+from security_topics.errors import JSON_ERRORS, ConfigError, DataError, json_problem
 from security_topics.models.card import ModelCard, directory_digest
 from security_topics.text import MAX_ARTICLE_CHARS
 
@@ -208,8 +208,8 @@ def parse_jsonl_line(raw: bytes, source: str, line: int) -> InputRow | BadRow | 
         return None
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        return BadRow(source, line, "json", f"invalid JSON: {err.msg} (column {err.colno})")
+    except JSON_ERRORS as err:
+        return BadRow(source, line, "json", f"invalid JSON: {json_problem(err)}")
     return check_record(obj, source, line)
 
 

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from security_topics.errors import JSON_ERRORS, json_problem
 from security_topics.explain import STYLE, render_article
 from security_topics.highlights import HIGHLIGHT_WORDS
 from security_topics.predictor import Predictor
@@ -132,8 +133,10 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
         `?highlights=N` marks the N words that carried each evidence sentence's topic."""
         try:
             payload = json.loads(await body(request))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            return JSONResponse({"error": f"the body is not JSON ({err})"}, status_code=400)
+        except UnicodeDecodeError as err:
+            return JSONResponse({"error": f"the body is not UTF-8 ({err})"}, status_code=400)
+        except JSON_ERRORS as err:
+            return JSONResponse({"error": f"the body is not JSON: {json_problem(err)}"}, status_code=400)
         if not isinstance(payload, list):
             return JSONResponse({"error": "expected a JSON list of {id, title, text} objects"}, status_code=400)
         return answer([check_record(obj, "request", i + 1) for i, obj in enumerate(payload)], highlights)
@@ -150,8 +153,10 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
         """One article's explain view (an HTML section) and its result row."""
         try:
             payload = json.loads(await body(request))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            return JSONResponse({"error": f"the body is not JSON ({err})"}, status_code=400)
+        except UnicodeDecodeError as err:
+            return JSONResponse({"error": f"the body is not UTF-8 ({err})"}, status_code=400)
+        except JSON_ERRORS as err:
+            return JSONResponse({"error": f"the body is not JSON: {json_problem(err)}"}, status_code=400)
         record = check_record({"id": "explain", **payload} if isinstance(payload, dict) else payload, "request", 1)
         if isinstance(record, BadRow):
             return JSONResponse({"error": f"{record.field}: {record.reason}"}, status_code=422)

@@ -24,7 +24,7 @@ from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from security_topics.data import Example, read_text
-from security_topics.errors import DataError
+from security_topics.errors import JSON_ERRORS, DataError, json_problem
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, tune_thresholds
 from security_topics.predictor import Predictor
@@ -109,8 +109,8 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
             continue
         try:
             record = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise DataError(path, line, "json", f"not valid JSON ({err.msg})") from None
+        except JSON_ERRORS as err:
+            raise DataError(path, line, "json", f"not valid JSON: {json_problem(err)}") from None
         if not isinstance(record, dict):
             raise DataError(path, line, "json", "expected an object")
         out.append((line, record))

@@ -87,6 +87,12 @@ def test_a_batch_of_only_bad_records_is_422_and_bad_json_is_400(server):
     assert status == 400 and "not JSON" in answer["error"]
     status, answer = _post(f"{server}/v1/articles", {"id": "x", "text": "نص"})
     assert status == 400 and "JSON list" in answer["error"]
+    deep = ("[" * 200_000 + "]" * 200_000).encode()  # a RecursionError in Python's parser, not a JSONDecodeError
+    for path in ("articles", "explain"):
+        status, answer = _post(f"{server}/v1/{path}", deep, "application/json")
+        assert (status, answer["error"]) == (400, "the body is not JSON: nested too deeply")
+    status, answer = _post(f"{server}/v1/articles.jsonl", b'{"id": "a", "text": ' + deep + b"}", "application/x-ndjson")
+    assert status == 422 and answer["errors"][0]["reason"] == "invalid JSON: nested too deeply"
 
 
 def test_a_jsonl_upload_names_the_bad_line(server):

@@ -219,6 +219,18 @@ def test_a_lone_surrogate_is_an_error_row_and_the_rest_are_scored(model_dir, tmp
     assert [r["id"] for r in read_output(tmp_path / "out")] == ["a", "c"]
 
 
+def test_a_line_nested_too_deeply_for_the_json_parser_is_an_error_row(model_dir, tmp_path):
+    deep = "[" * 200_000 + "]" * 200_000  # Python's parser gives up with a RecursionError, not a JSONDecodeError
+    lines = [{"id": "a", "text": "ضبط كبتاجون"}, deep, '{"id": "c", "text": ' + deep + "}"]
+    source = _jsonl(tmp_path / "in.jsonl", lines)
+    summary = score_local(model_dir, source, tmp_path / "out")
+    assert summary.scored == 1 and summary.errors == 2
+    assert [(e["line"], e["field"], e["reason"]) for e in read_errors(tmp_path / "out")] == [
+        (2, "json", "invalid JSON: nested too deeply"),
+        (3, "json", "invalid JSON: nested too deeply"),
+    ]
+
+
 def test_an_article_over_the_size_cap_is_an_error_row(model_dir, tmp_path):
     source = tmp_path / "in.jsonl"
     rows = [{"id": "short", "text": "ضبط كبتاجون"}, {"id": "long", "text": "كلمة " * 100}]

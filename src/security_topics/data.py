@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from security_topics.errors import DataError
+from security_topics.errors import JSON_ERRORS, DataError, json_problem
 from security_topics.labels import LabelSet
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ def _jsonl_objects(path: Path, required: Sequence[str]) -> Iterator[tuple[int, d
             continue
         try:
             obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            yield line, DataError(path, line, "json", f"invalid JSON: {err.msg} (column {err.colno})")
+        except JSON_ERRORS as err:
+            yield line, DataError(path, line, "json", f"invalid JSON: {json_problem(err)}")
             continue
         if not isinstance(obj, dict):
             yield line, DataError(path, line, "json", "each line must be a JSON object")

@@ -73,6 +73,7 @@ def test_undecodable_bytes_name_the_line(tmp_path):
         ('{"text": "", "labels": []}', "text"),
         ('{"labels": []}', "text"),
         ('{"text": "نص", "labels": [}', "json"),
+        ('{"text": "نص", "labels": ' + "[" * 200_000 + "]" * 200_000 + "}", "json"),  # a RecursionError
     ],
 )
 def test_jsonl_errors_name_file_line_and_field(tmp_path, line2, field):

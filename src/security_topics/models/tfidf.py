@@ -18,6 +18,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.preprocessing import normalize as l2_normalize
 
+from security_topics.errors import JSON_ERRORS
 from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
 from security_topics.text import normalize
 
@@ -86,7 +87,7 @@ class TfidfModel:
         always runs on the CPU in float64."""
         try:
             vocab = json.loads((directory / VOCAB).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, *JSON_ERRORS) as err:
             raise ModelDirError(f"{directory / VOCAB}: missing or damaged ({err})") from None
         try:
             arrays = load_file(str(directory / WEIGHTS))

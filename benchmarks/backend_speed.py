@@ -1,7 +1,7 @@
 """Scoring backends side by side: the naive HF forward, the fp32 and bf16 predictor, ONNX int8.
 
     security-topics export models/default models/default-int8 --quantize int8
-    python benchmarks/backend_speed.py --model models/default --onnx models/default-int8 [--rounds 3]
+    python benchmarks/backend_speed.py --model models/default --onnx models/default-int8 [more exports] [--rounds 3]
 
 One process, interleaved rounds (every variant at every thread count once per round, so a busy
 neighbour slows all of them alike), the same corpus sentences and articles for all. Prints the median
@@ -97,7 +97,9 @@ def load_stats(path: str, precision: str) -> tuple[float, float, bool]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/default")
-    parser.add_argument("--onnx", default="models/default-int8", help="`security-topics export … --quantize int8`")
+    parser.add_argument(
+        "--onnx", nargs="+", default=["models/default-int8"], help="exports: `security-topics export … --quantize int8`"
+    )
     parser.add_argument("--sentences", default="data/processed/security_topics/test.jsonl")
     parser.add_argument("--articles", default="data/processed/security_topics/articles_test.jsonl")
     parser.add_argument("--n-sentences", type=int, default=384)
@@ -120,8 +122,9 @@ def main() -> None:
     variants: dict[str, dict[int, object]] = {
         "fp32 predictor": {t: Predictor.load(args.model, device="cpu", precision="fp32") for t in thread_counts[:1]},
         "bf16 predictor": {t: Predictor.load(args.model, device="cpu", precision="bf16") for t in thread_counts[:1]},
-        "onnx int8": {t: Predictor.load(args.onnx, num_threads=t) for t in thread_counts},
     }
+    for path in args.onnx:
+        variants[f"onnx {Path(path).name}"] = {t: Predictor.load(path, num_threads=t) for t in thread_counts}
     for name in ("fp32 predictor", "bf16 predictor"):  # torch threads are per process: one model serves all
         variants[name] = dict.fromkeys(thread_counts, variants[name][thread_counts[0]])
     tokens = np.mean([len(x) for x in member.encode(sentences)[0]["input_ids"]])
@@ -191,7 +194,7 @@ def print_load(args: argparse.Namespace) -> None:
     for name, path, precision in (
         ("fp32 predictor", args.model, "fp32"),
         ("bf16 predictor", args.model, "bf16"),
-        ("onnx int8", args.onnx, "fp32"),
+        *((f"onnx {Path(path).name}", path, "fp32") for path in args.onnx),
     ):
         seconds, rss, torch_loaded = load_stats(path, precision)
         print(f"  {name}: {seconds:.1f} s, peak RSS {rss:.0f} MB{'' if torch_loaded else ', torch never imported'}")

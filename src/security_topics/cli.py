@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from security_topics.errors import ConfigError, ProjectError, is_recoverable
+from security_topics.errors import JSON_ERRORS, ConfigError, ProjectError, is_recoverable
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,7 @@ def export(args: argparse.Namespace) -> None:
         fmt=args.format,
         quantize=None if args.quantize == "none" else args.quantize,
         per_channel=args.per_channel,
+        keep_fp32=None if args.keep_fp32 is None else [g for g in args.keep_fp32 if g != "none"],
         validation=None if args.no_retune and not Path(args.validation).exists() else args.validation,
         retune=not args.no_retune,
         num_threads=args.num_threads,
@@ -574,7 +575,12 @@ def _file_kind(path: Path) -> str:
 
     if path.suffix == ".csv":
         return "sentences"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n")[:50] if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").split("\n")[:50]:
+        try:
+            records.append(json.loads(line))
+        except JSON_ERRORS:
+            continue  # not a record: the reader names its line
     records = [r for r in records if isinstance(r, dict)]
     if any("title" in r for r in records):
         return "articles"
@@ -706,6 +712,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize", choices=("none", "int8"), default="none", help="int8: ONNX Runtime dynamic quantisation"
     )
     p.add_argument("--per-channel", action="store_true", help="int8 scales per output channel (closer to fp32)")
+    p.add_argument(
+        "--keep-fp32",
+        nargs="+",
+        default=None,
+        metavar="GROUP",
+        help="weight MatMuls int8 leaves in fp32: a role across the layers (query, key, value, attention_output, "
+        "ffn_in, ffn_out), a layer (layer0 …), or none; default: ffn_out (see benchmarks/int8_sensitivity.py)",
+    )
     p.add_argument(
         "--validation",
         default="data/processed/security_topics",

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("onnx",)
 QUANTIZATIONS = (None, "int8")
+# int8 leaves the feed-forward output MatMuls in fp32: of the six weight MatMuls of a layer, the one
+# whose fp32 copy removed most of int8's drift (benchmarks/int8_sensitivity.py; README: Fast CPU scoring).
+KEEP_FP32 = ("ffn_out",)
 OPSET = 18
 DEFAULT_VALIDATION = Path("data/processed/security_topics")  # `python -m security_topics.prepare` writes it
 CHECK_SENTENCES = 64  # validation sentences scored by source and export alike, to record how far they differ
@@ -69,10 +72,13 @@ def export_model(
     retune: bool = True,
     num_threads: int | None = None,
     on_stage: Callable[[str], Any] | None = None,
+    keep_fp32: Sequence[str] | None = None,
 ) -> ExportReport:
     """Export `model_dir` (a transformer or an ensemble holding one) to `out_dir`; see the module doc.
 
     `on_stage(text)` is told each stage as it starts (a command shows them: an export takes minutes).
+    `keep_fp32`: groups of the encoder's weight MatMuls left in fp32 by int8 quantisation (`ROLES`,
+    `layerN`; `weight_matmul_groups`), the ones that measure most sensitive; None: KEEP_FP32.
     `validation`: a prepared-splits directory (its `validation.jsonl` and, if there,
     `articles_validation.jsonl`) or one labelled sentence file (.csv/.jsonl); with `retune=False` it
     is only used to measure agreement and the source thresholds are kept.
@@ -82,8 +88,9 @@ def export_model(
         raise ConfigError(f"export format must be one of {FORMATS}, got {fmt!r}")
     if quantize not in QUANTIZATIONS:
         raise ConfigError(f"quantize must be one of {QUANTIZATIONS[1:]} or none, got {quantize!r}")
-    if per_channel and not quantize:
-        raise ConfigError("per_channel applies to a quantised export: add quantize=int8")
+    if (per_channel or keep_fp32) and not quantize:
+        raise ConfigError("per_channel and keep_fp32 apply to a quantised export: add quantize=int8")
+    keep_fp32 = list(KEEP_FP32 if keep_fp32 is None and quantize else keep_fp32 or ())
     card = ModelCard.load(model_dir)
     _check_exportable(model_dir, card)
     _check_replaceable(out_dir, model_dir)
@@ -102,6 +109,7 @@ def export_model(
             "format": fmt,
             "opset": OPSET,
             "quantization": _quantization_name(quantize, per_channel),
+            "keep_fp32": list(keep_fp32),
             "source": str(model_dir),
             "source_sha256": directory_digest(model_dir),
             "torch": metadata.version("torch").split("+")[0],
@@ -109,14 +117,16 @@ def export_model(
         }
         if card.family == "transformer":
             stage(f"tracing {model_dir} to ONNX{' and quantising it' if quantize else ''}")
-            report.members["."] = _export_transformer(model_dir, staging, quantize, per_channel, check_texts)
+            report.members["."] = _export_transformer(model_dir, staging, quantize, per_channel, check_texts, keep_fp32)
             exported = ModelCard.load(staging)
         else:
             for name in card.settings["members"]:
                 source, target = model_dir / MEMBERS / name, staging / MEMBERS / name
                 if ModelCard.load(source).family == "transformer":
                     stage(f"tracing member {name} to ONNX{' and quantising it' if quantize else ''}")
-                    report.members[name] = _export_transformer(source, target, quantize, per_channel, check_texts)
+                    report.members[name] = _export_transformer(
+                        source, target, quantize, per_channel, check_texts, keep_fp32
+                    )
                 else:
                     shutil.copytree(source, target)
             exported = copy.deepcopy(card)
@@ -290,7 +300,12 @@ class _Logits:
 
 
 def _export_transformer(
-    source: Path, target: Path, quantize: str | None, per_channel: bool, check_texts: Sequence[str]
+    source: Path,
+    target: Path,
+    quantize: str | None,
+    per_channel: bool,
+    check_texts: Sequence[str],
+    keep_fp32: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write `target` as the `onnx` family from the transformer in `source`; measure how close it scores."""
     import torch
@@ -351,10 +366,21 @@ def _export_transformer(
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        groups = weight_matmul_groups(fp32_path)
+        unknown = sorted(set(keep_fp32) - set(groups))
+        if unknown:
+            raise ConfigError(f"keep_fp32: unknown groups {unknown}; known: {', '.join(groups)}")
+        excluded = [name for group in keep_fp32 for name in groups[group]]
         advice = _DropMessage("consider to run pre-processing before quantization")  # no gain measured here
         logging.getLogger().addFilter(advice)
         try:
-            quantize_dynamic(fp32_path, target / GRAPH, per_channel=per_channel, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                fp32_path,
+                target / GRAPH,
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+            )
         finally:
             logging.getLogger().removeFilter(advice)
         fp32_path.unlink()
@@ -365,6 +391,38 @@ def _export_transformer(
     exported.save(target)
     log.info("exported %s to %s: %s", source, target, info)
     return info
+
+
+ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")  # a BERT layer's weight MatMuls, in order
+
+
+def weight_matmul_groups(graph_path: Path) -> dict[str, list[str]]:
+    """The names of an exported encoder's weight MatMuls (second input a stored tensor), grouped by
+    role across the layers (`ROLES`) and by layer (`layer0` …): six per layer in graph order, then
+    the head (a Gemm, which ONNX Runtime's quantiser renames, so it is not a group). Raises
+    ProjectError where the graph is not laid out so."""
+    import onnx
+
+    graph = onnx.load(str(graph_path)).graph
+    weights = {t.name: tuple(t.dims) for t in graph.initializer}
+    nodes = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in weights]
+    layers, extra = divmod(len(nodes) - 1, len(ROLES))
+    shapes = [weights[n.input[1]] for n in nodes]
+    # the roles are read by position: check the feed-forward pair of every layer (hidden → wider → hidden)
+    if (
+        layers < 1
+        or extra
+        or any(
+            shapes[i + 4][0] != shapes[i][0] or shapes[i + 4] != shapes[i + 5][::-1]
+            for i in range(0, layers * len(ROLES), len(ROLES))
+        )
+    ):
+        raise ProjectError(f"{graph_path}: the weight MatMuls are not laid out as a BERT encoder's; quantise it whole")
+    groups: dict[str, list[str]] = {role: [] for role in ROLES}
+    for i, node in enumerate(nodes[:-1]):
+        groups[ROLES[i % len(ROLES)]].append(node.name)
+        groups.setdefault(f"layer{i // len(ROLES)}", []).append(node.name)
+    return groups
 
 
 class _DropMessage(logging.Filter):

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModel
 
 from security_topics import Predictor
 from security_topics.data import read_sentences
+from security_topics.errors import ConfigError
 from security_topics.export import export_model
 from security_topics.labels import LabelSet
 from security_topics.models import load_model
@@ -46,11 +47,30 @@ def exports(tiny_run, tmp_path_factory):
     return root
 
 
+def test_int8_keeps_the_chosen_weight_matmuls_in_fp32_and_names_an_unknown_group(tiny_run, tmp_path):
+    import onnx
+
+    validation = Path(tiny_run.cfg.data.processed_dir)
+    options = {"quantize": "int8", "validation": validation, "retune": False}
+    export_model(tiny_run.model_dir, tmp_path / "kept", keep_fp32=["ffn_out", "layer0"], **options)
+    graph = onnx.load(str(tmp_path / "kept" / "model.onnx")).graph
+    layers = AutoConfig.from_pretrained(tiny_run.model_dir).num_hidden_layers
+    weights = {t.name for t in graph.initializer}
+    fp32 = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert len(fp32) == 6 + (layers - 1)  # all of layer 0, the feed-forward output of the others
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 5 * (layers - 1) + 1  # and the head
+    assert ModelCard.load(tmp_path / "kept").settings["export"]["keep_fp32"] == ["ffn_out", "layer0"]
+    with pytest.raises(ConfigError, match=r"keep_fp32: unknown groups \['ffn'\]; known: query, key, value"):
+        export_model(tiny_run.model_dir, tmp_path / "unknown", keep_fp32=["ffn"], **options)
+
+
 def test_an_export_says_each_stage_as_it_starts(tiny_run, exports):
     assert STAGES["fp32"][0] == f"tracing {tiny_run.model_dir} to ONNX"
     assert STAGES["int8"][0] == f"tracing {tiny_run.model_dir} to ONNX and quantising it"
     assert all(stages[-1].startswith("re-tuning the decisions on ") for stages in STAGES.values())
     assert not any(p.name.startswith(".") for p in exports.iterdir())  # no staging folder left behind
+    kept = {name: ModelCard.load(exports / name).settings["export"]["keep_fp32"] for name in ("fp32", "int8")}
+    assert kept == {"fp32": [], "int8": ["ffn_out"]}  # int8 keeps the feed-forward outputs in fp32 unless told
 
 
 @pytest.fixture(scope="module")

@@ -89,3 +89,14 @@ def test_a_panic_in_one_article_costs_that_article_only(tmp_path, monkeypatch, c
     captured = capsys.readouterr()
     assert [json.loads(line)["id"] for line in captured.out.splitlines()] == ["ok"]
     assert "article 'boom' failed: regex panicked" in captured.err
+
+
+def test_evaluate_names_the_line_of_a_file_that_is_not_json(tmp_path):
+    from helpers import fit_tfidf
+
+    model = fit_tfidf(tmp_path / "model")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "نص", "labels": [}\n{"text": "نص", "labels": ' + "[" * 200_000 + "]" * 200_000 + "}\n")
+    with pytest.raises(SystemExit, match=r"bad.jsonl:1: field 'json': invalid JSON") as stopped:
+        main(["evaluate", str(bad), "--model", str(model), "--no-mlflow", "--output-dir", str(tmp_path / "out")])
+    assert "\n" not in str(stopped.value.code)

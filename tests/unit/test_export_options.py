@@ -33,11 +33,12 @@ def test_export_never_overwrites_a_folder_that_is_not_a_model(tmp_path):
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
-def test_per_channel_needs_int8(tmp_path):
+@pytest.mark.parametrize("option", [{"per_channel": True}, {"keep_fp32": ["ffn_out"]}])
+def test_per_channel_and_keep_fp32_need_int8(tmp_path, option):
     from security_topics.export import export_model
 
     with pytest.raises(ConfigError, match="quantize=int8"):
-        export_model(tmp_path, tmp_path / "out", per_channel=True)
+        export_model(tmp_path, tmp_path / "out", **option)
 
 
 def test_predict_rejects_a_bad_thread_count(tmp_path, capsys):

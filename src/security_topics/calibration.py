@@ -61,7 +61,8 @@ class Calibrator:
         if self.kind == "none":
             return p.copy()
         if self.kind == "temperature":
-            return 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
+            with np.errstate(over="ignore"):  # exp overflows to inf for far-negative logits: the score is 0.0, rightly
+                return 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
         return np.interp(p, self.x, self.y)
 
     def to_dict(self) -> dict[str, Any]:

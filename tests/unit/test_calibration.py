@@ -1,5 +1,7 @@
 """Calibration and the review band, pinned on synthetic scores (no model, milliseconds)."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -116,3 +118,11 @@ def test_coverage_reports_the_share_decided_and_f1_on_it():
     assert figures["coverage"] == 0.5  # rows 1 (0.6) and 3 (0.5) have a topic in the band
     assert figures["f1_covered"] == 1.0  # rows 0 and 2 are right
     assert figures["decision_coverage"] == pytest.approx(5 / 8)
+
+
+def test_a_steep_temperature_saturates_without_overflow_warnings():
+    steep = Calibrator("temperature", a=80.0, b=-3.0)  # exp(-(80 · logit(1e-6) - 3)) overflows float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = steep(np.array([0.0, 1e-6, 0.5, 1.0]))
+    assert scores[0] == 0.0 and scores[1] == 0.0 and 0.0 < scores[2] < 1.0 and scores[3] == 1.0

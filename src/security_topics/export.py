@@ -366,7 +366,7 @@ def _export_transformer(
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        groups = weight_matmul_groups(fp32_path)
+        groups = weight_matmul_groups(fp32_path) if keep_fp32 else {}
         unknown = sorted(set(keep_fp32) - set(groups))
         if unknown:
             raise ConfigError(f"keep_fp32: unknown groups {unknown}; known: {', '.join(groups)}")
@@ -417,7 +417,9 @@ def weight_matmul_groups(graph_path: Path) -> dict[str, list[str]]:
             for i in range(0, layers * len(ROLES), len(ROLES))
         )
     ):
-        raise ProjectError(f"{graph_path}: the weight MatMuls are not laid out as a BERT encoder's; quantise it whole")
+        raise ProjectError(
+            f"{graph_path}: the weight MatMuls are not laid out as a BERT encoder's; quantise it whole (keep_fp32 none)"
+        )
     groups: dict[str, list[str]] = {role: [] for role in ROLES}
     for i, node in enumerate(nodes[:-1]):
         groups[ROLES[i % len(ROLES)]].append(node.name)

@@ -109,7 +109,7 @@ def export_model(
             "format": fmt,
             "opset": OPSET,
             "quantization": _quantization_name(quantize, per_channel),
-            "keep_fp32": list(keep_fp32),
+            "keep_fp32": keep_fp32,
             "source": str(model_dir),
             "source_sha256": directory_digest(model_dir),
             "torch": metadata.version("torch").split("+")[0],

@@ -69,6 +69,15 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
             raise _Refused(413, f"request body over {MAX_BODY_BYTES} bytes")
         return data
 
+    async def json_body(request: Request) -> Any:
+        """The request's body as JSON, or a 400 saying why it is not."""
+        try:
+            return json.loads(await body(request))
+        except UnicodeDecodeError as err:
+            raise _Refused(400, f"the body is not UTF-8 ({err})") from None
+        except JSON_ERRORS as err:
+            raise _Refused(400, f"the body is not JSON: {json_problem(err)}") from None
+
     def answer(records: list[Any], highlights: int) -> JSONResponse:
         if len(records) > MAX_ARTICLES:
             raise _Refused(413, f"{len(records)} articles in one request; send at most {MAX_ARTICLES}")
@@ -131,12 +140,7 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
     async def articles(request: Request, highlights: int = 0) -> JSONResponse:
         """Label a batch of articles: one result per good record, one error per bad one.
         `?highlights=N` marks the N words that carried each evidence sentence's topic."""
-        try:
-            payload = json.loads(await body(request))
-        except UnicodeDecodeError as err:
-            return JSONResponse({"error": f"the body is not UTF-8 ({err})"}, status_code=400)
-        except JSON_ERRORS as err:
-            return JSONResponse({"error": f"the body is not JSON: {json_problem(err)}"}, status_code=400)
+        payload = await json_body(request)
         if not isinstance(payload, list):
             return JSONResponse({"error": "expected a JSON list of {id, title, text} objects"}, status_code=400)
         return answer([check_record(obj, "request", i + 1) for i, obj in enumerate(payload)], highlights)
@@ -151,12 +155,7 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
     @app.post("/v1/explain")
     async def explain(request: Request) -> JSONResponse:
         """One article's explain view (an HTML section) and its result row."""
-        try:
-            payload = json.loads(await body(request))
-        except UnicodeDecodeError as err:
-            return JSONResponse({"error": f"the body is not UTF-8 ({err})"}, status_code=400)
-        except JSON_ERRORS as err:
-            return JSONResponse({"error": f"the body is not JSON: {json_problem(err)}"}, status_code=400)
+        payload = await json_body(request)
         record = check_record({"id": "explain", **payload} if isinstance(payload, dict) else payload, "request", 1)
         if isinstance(record, BadRow):
             return JSONResponse({"error": f"{record.field}: {record.reason}"}, status_code=422)

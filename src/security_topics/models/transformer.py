@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from security_topics.errors import ConfigError
+from security_topics.errors import JSON_ERRORS, ConfigError
 from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
 from security_topics.models.runtime import length_batches
 
@@ -320,7 +320,7 @@ def _check_config(config_path: Path) -> None:
     names the field. Checked before transformers reads it, which fails with a traceback instead."""
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, *JSON_ERRORS) as err:
         raise ModelDirError(f"{config_path}: not valid JSON ({type(err).__name__})") from None
     if not isinstance(config, dict):
         raise ModelDirError(f"{config_path}: expected a JSON object, got {type(config).__name__}")

@@ -246,6 +246,13 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _spark_setting(value: str) -> tuple[str, str]:
+    key, sep, setting = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a Spark setting), got {value!r}")
+    return key.strip(), setting
+
+
 def score(args: argparse.Namespace) -> None:
     """Score an archive into a folder of part files; the local engine shows articles/s and resumes."""
     options = {
@@ -260,7 +267,8 @@ def score(args: argparse.Namespace) -> None:
         from security_topics.scoring_spark import score_spark
 
         stages = {} if args.quiet else {"on_stage": _stage_printer("score"), "progress": True}
-        summary = score_spark(args.model, args.input, args.output, master=args.master, **options, **stages)
+        conf = dict(args.spark_conf)
+        summary = score_spark(args.model, args.input, args.output, master=args.master, conf=conf, **options, **stages)
     else:
         from tqdm import tqdm
 
@@ -736,6 +744,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models/default", help="model directory or MLflow URI (runs:/…, models:/…)")
     p.add_argument("--engine", choices=("local", "spark"), default="local", help="local: one process, resumable")
     p.add_argument("--master", default="local[*]", help="spark engine: the Spark master URL")
+    p.add_argument(
+        "--conf",
+        dest="spark_conf",
+        type=_spark_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="spark engine: a Spark setting, as spark-submit's --conf (repeat it; e.g. spark.executor.memory=4g)",
+    )
     p.add_argument("--batch-size", type=_positive, default=256, help="articles per part file / Arrow batch")
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")

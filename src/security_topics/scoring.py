@@ -285,11 +285,6 @@ def result_row(article_id: str, result: ArticleResult, model: dict[str, str]) ->
     return {"id": article_id, **result.to_row(), "model": dict(model)}
 
 
-def score_rows(predictor: Predictor, rows: Sequence[InputRow], model: dict[str, str]) -> list[dict[str, Any]]:
-    results = predictor.predict_articles([r.text for r in rows], titles=[r.title for r in rows])
-    return [result_row(r.id, result, model) for r, result in zip(rows, results)]
-
-
 def score_isolated(
     predictor: Predictor, rows: Sequence[InputRow], model: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[BadRow]]:
@@ -307,10 +302,10 @@ def score_isolated(
     return scored, failed
 
 
-def to_arrow(rows: Sequence[dict[str, Any]]) -> pa.Table:
-    """Rows as a table of OUTPUT_SCHEMA (a Parquet map wants (key, value) pairs)."""
-    pairs = [{**row, "scores": list(row["scores"].items())} for row in rows]
-    return pa.Table.from_pylist(pairs, schema=OUTPUT_SCHEMA)
+def to_arrow(rows: Sequence[dict[str, Any]], schema: pa.Schema = OUTPUT_SCHEMA) -> pa.Table:
+    """Rows as a table of `schema` (a Parquet map wants (key, value) pairs; a field a row lacks is null)."""
+    pairs = [{**row, "scores": list(row["scores"].items())} if "scores" in row else row for row in rows]
+    return pa.Table.from_pylist(pairs, schema=schema)
 
 
 def from_arrow(table: pa.Table) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ The job, in Spark's terms:
    later ones into error rows, as the local engine does;
 4. the articles are repartitioned into tasks of a few Arrow batches of `batch_size` articles and
    scored by `mapInArrow` with a Predictor loaded once per Python worker (a module-level cache;
-   Spark reuses its Python workers across tasks), giving exactly `scoring.OUTPUT_SCHEMA`;
-5. Spark writes OUTPUT (Parquet or JSON parts) and `OUTPUT/_errors/`.
+   Spark reuses its Python workers across tasks), giving `scoring.OUTPUT_SCHEMA` rows, or an error
+   row where a record broke the model (the local engine's `score_isolated`);
+5. Spark writes OUTPUT (Parquet or JSON parts) and `OUTPUT/_errors/` (reading, id and scoring errors).
 
 pyspark is an optional dependency (`pip install 'security-topics[spark]'`), imported only here.
 """
@@ -46,7 +47,7 @@ from security_topics.scoring import (
     over_size,
     read_jsonl,
     read_parquet,
-    score_rows,
+    score_isolated,
     to_arrow,
 )
 
@@ -64,6 +65,9 @@ UNIT_SCHEMA = pa.schema(
         ("first_line", pa.int64()),
     ]
 )
+# What a scoring task returns: an output row, or an error row where a record broke the model (a
+# tokenizer's panic); the driver splits them into OUTPUT and OUTPUT/_errors/.
+SCORED_SCHEMA = pa.schema([*OUTPUT_SCHEMA, *(f for f in ERROR_SCHEMA if f.name not in OUTPUT_SCHEMA.names)])
 RECORD_SCHEMA = pa.schema(
     [
         ("file_index", pa.int64()),
@@ -167,20 +171,27 @@ def _score_batches(
     options: dict[str, Any],
     info: dict[str, str],
 ) -> Iterator[pa.RecordBatch]:
-    """Executor side: score each Arrow batch of articles with this worker's Predictor."""
+    """Executor side: score each Arrow batch of articles with this worker's Predictor, as SCORED_SCHEMA
+    rows; a record that breaks the model is an error row and costs only itself (`score_isolated`)."""
     predictor = _predictor(model, tracking_uri, options)
     for batch in batches:
         rows = [InputRow(r["source"], r["line"], r["id"], r["text"], r["title"]) for r in batch.to_pylist()]
         if rows:
-            yield from to_arrow(score_rows(predictor, rows, info)).to_batches()
+            scored, failed = score_isolated(predictor, rows, info)
+            yield from to_arrow([*scored, *(bad.to_dict() for bad in failed)], SCORED_SCHEMA).to_batches()
 
 
 def start_spark(
-    master: str, app_name: str = "security-topics-score", batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False
+    master: str,
+    app_name: str = "security-topics-score",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+    conf: dict[str, str] | None = None,
 ) -> Any:
     """A SparkSession with this interpreter as the workers' Python (unless PYSPARK_PYTHON names
     another: a cluster's), bound to 127.0.0.1 when local, with small memory and only errors logged.
-    `progress`: Spark's own console bar of each stage's tasks, on stderr."""
+    `progress`: Spark's own console bar of each stage's tasks, on stderr. `conf`: Spark settings
+    given last (spark-submit's --conf: executor memory, executorEnv.*, a cluster's own)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -206,6 +217,8 @@ def start_spark(
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as err:  # pyspark's errors: Java missing, a master out of reach
@@ -230,12 +243,14 @@ def score_spark(
     max_chars: int = MAX_ARTICLE_CHARS,
     on_stage: Callable[[str], Any] | None = None,
     progress: bool = False,
+    conf: dict[str, str] | None = None,
 ) -> ScoreSummary:
     """Score INPUT into a new OUTPUT folder with a Spark job. Resuming is the local engine's:
     Spark retries failed tasks itself, and an existing OUTPUT is refused rather than mixed.
 
     `on_stage(text)` is told each stage as it starts, with its rows (a command shows them);
-    `progress` turns on Spark's console bar of tasks within each stage."""
+    `progress` turns on Spark's console bar of tasks within each stage; `conf`: Spark settings
+    (`start_spark`). A record that breaks the model on an executor is an error row, as locally."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
     files = input_files(input_path)
@@ -254,7 +269,7 @@ def score_spark(
     model_ref = str(directory.resolve()) if master.startswith("local") else str(model)
     stage = on_stage or (lambda text: None)
     stage(f"starting Spark on {master}")
-    spark = start_spark(master, batch_size=batch_size, progress=progress)
+    spark = start_spark(master, batch_size=batch_size, progress=progress, conf=conf)
     try:
         options = {"max_evidence": max_evidence, "device": device, "review_target": review_target}
         return _run_job(spark, files, output, model_ref, tracking_uri, options, info, batch_size, max_chars, stage)
@@ -321,20 +336,31 @@ def _run_job(
     # every core busy, and tasks of at most 4 Arrow batches of `batch_size` articles each
     partitions = max(1, min(count, max(parallelism, math.ceil(count / (batch_size * 4)))))
     score = functools.partial(_score_batches, model=model_ref, tracking_uri=tracking_uri, options=options, info=info)
-    scored = articles.repartition(partitions).mapInArrow(score, from_arrow_schema(OUTPUT_SCHEMA))
+    scored = (
+        articles.repartition(partitions)
+        .mapInArrow(score, from_arrow_schema(SCORED_SCHEMA))
+        .persist(StorageLevel.MEMORY_AND_DISK)  # written, then its failures collected: scored once
+    )
     stage(f"scoring {count:,} articles in {partitions:,} tasks on {spark.sparkContext.master}")
-    writer = scored.write.mode("errorifexists").option("ignoreNullFields", "false")
+    writer = (
+        scored.where(F.col("reason").isNull())
+        .select(*OUTPUT_SCHEMA.names)
+        .write.mode("errorifexists")
+        .option("ignoreNullFields", "false")
+    )
     if output_format(output) == "jsonl":
         writer.json(str(output))
     else:
         writer.parquet(str(output))
-    errors = errors.orderBy("source", "line").persist(StorageLevel.MEMORY_AND_DISK)
+    failures = scored.where(F.col("reason").isNotNull()).select(*ERROR_SCHEMA.names)
+    failed = failures.count()
+    errors = errors.unionByName(failures).orderBy("source", "line").persist(StorageLevel.MEMORY_AND_DISK)
     error_count = errors.count()
-    stage(f"wrote {count:,} rows to {output}; writing {error_count:,} error rows")
+    stage(f"wrote {count - failed:,} rows to {output}; writing {error_count:,} error rows")
     errors.coalesce(1).write.mode("overwrite").option("ignoreNullFields", "false").json(str(output / ERRORS_DIR))
-    records.unpersist()
-    ranked.unpersist()
-    return ScoreSummary(output, scored=count, errors=error_count, parts=partitions, model=info)
+    for frame in (records, ranked, scored, errors):
+        frame.unpersist()
+    return ScoreSummary(output, scored=count - failed, errors=error_count, parts=partitions, model=info)
 
 
 def _first_line(err: BaseException) -> str:

@@ -100,3 +100,10 @@ def test_evaluate_names_the_line_of_a_file_that_is_not_json(tmp_path):
     with pytest.raises(SystemExit, match=r"bad.jsonl:1: field 'json': invalid JSON") as stopped:
         main(["evaluate", str(bad), "--model", str(model), "--no-mlflow", "--output-dir", str(tmp_path / "out")])
     assert "\n" not in str(stopped.value.code)
+
+
+def test_a_spark_setting_without_a_value_is_refused_before_anything_starts(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["score", str(tmp_path), str(tmp_path / "out"), "--engine", "spark", "--conf", "spark.executor.memory"])
+    assert "expected KEY=VALUE (a Spark setting), got 'spark.executor.memory'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

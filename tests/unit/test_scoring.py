@@ -117,12 +117,13 @@ def test_a_resumed_run_scores_only_what_a_killed_run_did_not_write(model_dir, ar
     assert len(written) == 8 and not (output / "_SUCCESS").exists()
 
     scored = []
-    score_rows = scoring.score_rows
+    score_isolated = scoring.score_isolated
     monkeypatch.setattr(
-        scoring, "score_rows", lambda p, rows, m: scored.extend(r.id for r in rows) or score_rows(p, rows, m)
+        scoring, "score_isolated", lambda p, rows, m: scored.extend(r.id for r in rows) or score_isolated(p, rows, m)
     )
     summary = score_local(model_dir, source, output, batch_size=4)
-    assert not written & set(scored) and summary.skipped == 8 and summary.scored == len(articles) - 8
+    assert len(scored) == len(articles) - 8 and not written & set(scored)  # the resumed run scores the rest only
+    assert summary.skipped == 8 and summary.scored == len(articles) - 8
     ids = [r["id"] for r in read_output(output)]
     assert sorted(ids) == sorted(a["id"] for a in articles)  # none missing, none twice
     assert len(read_errors(output)) == 1 and not list(output.glob(".tmp-*"))
@@ -329,3 +330,31 @@ def test_a_record_that_breaks_the_model_is_an_error_row_and_the_archive_goes_on(
     (error,) = read_errors(tmp_path / "out")
     assert (error["id"], error["line"], error["field"]) == ("2", 3, "text")
     assert error["reason"] == "scoring failed: PanicException: regex panicked"
+
+
+def test_a_spark_task_turns_a_record_that_breaks_the_model_into_an_error_row(model_dir, monkeypatch):
+    """The executor side of the Spark engine, in this process: the driver writes rows without a
+    reason to OUTPUT and the others to _errors/ (tests/integration/test_scoring_spark.py)."""
+    from helpers import BREAKS_THE_TOKENIZER, panic_on_marked_texts
+
+    from security_topics import scoring_spark
+
+    panic_on_marked_texts(monkeypatch)
+    monkeypatch.setattr(scoring_spark, "_PREDICTORS", {})
+    texts = ["ضبط كبتاجون في الميناء.", f"نص {BREAKS_THE_TOKENIZER} المرمّز.", "هجوم إلكتروني على مصرف."]
+    records = [
+        {"source": "a.jsonl", "line": line, "id": f"a{line - 7}", "text": text, "title": None}
+        for line, text in enumerate(texts, start=7)
+    ]
+    info = scoring.describe_model(model_dir, None)[1]
+    batches = scoring_spark._score_batches(iter([pa.RecordBatch.from_pylist(records)]), model_dir, None, {}, info)
+    table = pa.Table.from_batches(list(batches), schema=scoring_spark.SCORED_SCHEMA)
+    rows = {row["id"]: row for row in table.to_pylist()}
+    assert rows["a1"] == {
+        **dict.fromkeys(scoring_spark.SCORED_SCHEMA.names),
+        **{"id": "a1", "source": "a.jsonl", "line": 8, "field": "text"},
+        "reason": "scoring failed: PanicException: regex panicked",
+    }
+    expected = Predictor.load(model_dir).predict_articles([texts[0], texts[2]])
+    assert [rows["a0"]["topics"], rows["a2"]["topics"]] == [list(r.labels) for r in expected]
+    assert rows["a0"]["reason"] is None and rows["a0"]["model"] == info

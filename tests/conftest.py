@@ -12,6 +12,10 @@ os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+# `precision="auto"` caches its measurements: never in the user's home.
+os.environ["SECURITY_TOPICS_CACHE_DIR"] = tempfile.mkdtemp(prefix="security-topics-cache-")
 
 from helpers import Run, train_run  # noqa: E402
 

@@ -682,7 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("card", "auto", "fp32", "bf16"),
         default="card",
         help="torch models: card = the precision its thresholds were tuned in (bf16 where native for models "
-        "trained on such a CPU), auto = bf16 where the CPU/GPU has it natively (exported ONNX: ignored)",
+        "trained on such a CPU); auto = the fastest of fp32, native bf16 and the in-budget exports beside the "
+        "model, measured once on this CPU and cached (-v says which and why); exported ONNX: ignored",
     )
     p.add_argument("--num-threads", type=_positive, help="CPU threads (default: half the usable CPUs, at least 1)")
     _review_target_option(p)

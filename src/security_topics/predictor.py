@@ -192,10 +192,12 @@ class Predictor:
         """Load a model directory or an MLflow model URI (looked up in `tracking_uri`, else
         MLFLOW_TRACKING_URI, else experiments/mlflow.db).
 
-        `precision`: fp32, bf16 or auto (bf16 where the CPU or GPU has it natively); None (default) is
-        the precision the model's thresholds were tuned in, as its card says (auto for models trained
-        by this version where the training machine had native bf16, fp32 for older ones); torch
-        models only, an exported ONNX model has its own.
+        `precision`: fp32, bf16 or auto; None (default) is the precision the model's thresholds were
+        tuned in, as its card says (bf16 where native for models trained by this version on a machine
+        with native bf16, fp32 for older ones). auto serves a torch model on the fastest of fp32,
+        native bf16 and the exports beside it that are inside the accuracy budget, measured once on
+        this CPU and cached (`models.backends`; on a GPU, bf16 where native). An exported ONNX model
+        has its own.
         `num_threads`: torch's process-wide thread count is set only when given; ONNX Runtime sessions
         use it, or `default_num_threads()` (half the usable CPUs) when None.
         `review_target`: the precision and recall wanted outside the review band (one of the card's).

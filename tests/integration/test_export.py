@@ -221,3 +221,32 @@ def test_an_export_serves_where_torch_can_not_be_imported(exports, tmp_path):
     assert np.allclose([served["scores"][n] for n in here.scores], list(here.scores.values()), atol=1e-6)
     blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert "torch is blocked" in blocked.stderr
+
+
+def test_precision_auto_serves_the_fastest_measured_backend_and_measures_once(tiny_run, exports, tmp_path, monkeypatch):
+    from security_topics.models.onnx import OnnxModel
+    from security_topics.models.transformer import native_bf16
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_run.model_dir, root / "tiny")
+    shutil.copytree(exports / "int8", root / "tiny-int8")  # an export beside its source, as README shows
+    card = ModelCard.load(root / "tiny-int8")
+    card.settings["export"]["validation"]["against_source"] = {"macro_f1_points": 0.0, "sentence_label_sets": 0.0}
+    card.save(root / "tiny-int8")
+    monkeypatch.setenv("SECURITY_TOPICS_CACHE_DIR", str(tmp_path / "cache"))
+
+    model = load_model(root / "tiny", device="cpu", precision="auto", num_threads=1)
+
+    (entry,) = json.loads((tmp_path / "cache" / "backends.json").read_text())["entries"].values()
+    expected = {"fp32", "export tiny-int8"} | ({"bf16"} if native_bf16(torch.device("cpu")) else set())
+    assert set(entry["rates"]) == expected and min(entry["rates"].values()) > 0 and entry["threads"] == 1
+    texts = ["تفكيك خلية إرهابية في بغداد", "هجوم فدية على شبكة المستشفى", "فاز الفريق بالمباراة", ARTICLE]
+    if isinstance(model, OnnxModel):
+        reference = load_model(root / "tiny-int8", num_threads=1)
+    else:
+        reference = load_model(root / "tiny", device="cpu", precision=model.precision)
+    assert np.array_equal(model.score(texts).probs, reference.score(texts).probs)
+
+    again = load_model(root / "tiny", device="cpu", precision="auto", num_threads=1)
+    (cached,) = json.loads((tmp_path / "cache" / "backends.json").read_text())["entries"].values()
+    assert cached == entry and type(again) is type(model)  # read from the cache, not measured again

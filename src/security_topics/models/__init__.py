@@ -23,15 +23,31 @@ def load_model(
 ) -> TopicModel:
     """Load a saved model directory of any family; its card says which.
 
-    `precision` (auto, fp32, bf16; None: the one the card's decisions were tuned in) applies to torch
-    families; `num_threads` to ONNX Runtime sessions
-    (torch threads are per process: `Predictor.load` sets them).
+    `precision` (fp32, bf16; None: the one the card's decisions were tuned in) applies to torch
+    families; `auto` serves a torch model on whichever of fp32, native bf16 and the in-budget exports
+    beside it measures fastest on this host (`backends.choose`; logged at INFO with the reason).
+    `num_threads` applies to ONNX Runtime sessions (torch threads are per process: `Predictor.load`
+    sets them; `auto` measures at that count).
     """
     directory = Path(directory)
     check_files(directory)
     card = ModelCard.load(directory)
     if card.family not in FAMILIES:
         raise ModelDirError(f"{directory}: unknown model family {card.family!r}; known: {sorted(FAMILIES)}")
+    if precision == "auto":
+        from security_topics.models import backends
+
+        if "transformer" in backends.families(directory, card):
+
+            def load_one(folder: Path, chosen: str | None) -> TopicModel:
+                return load_model(folder, device=device, precision=chosen, num_threads=num_threads)
+
+            choice = backends.choose(directory, card, load_one, device=device, num_threads=num_threads)
+            backends.log.info("%s: precision auto chose %s: %s", directory, choice.backend.name, choice.reason)
+            if choice.model is not None:
+                return choice.model
+            if choice.backend.precision != "auto":  # off the CPU, "auto" is the flag rule of each family
+                return load_model(choice.backend.directory, device, choice.backend.precision, num_threads)
     module, name = FAMILIES[card.family].split(":")
     family = getattr(importlib.import_module(module), name)
     return family.load(directory, card, device=device, precision=precision, num_threads=num_threads)

@@ -11,11 +11,14 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 # `precision="auto"` caches its measurements: never in the user's home.
 os.environ["SECURITY_TOPICS_CACHE_DIR"] = tempfile.mkdtemp(prefix="security-topics-cache-")
+atexit.register(shutil.rmtree, os.environ["SECURITY_TOPICS_CACHE_DIR"], ignore_errors=True)
 
 from helpers import Run, train_run  # noqa: E402
 

@@ -263,6 +263,8 @@ def score(args: argparse.Namespace) -> None:
         "review_target": args.review_target,
         "max_chars": args.max_chars,
     }
+    if args.spark_conf and args.engine != "spark":
+        raise ConfigError("--conf sets Spark; it needs --engine spark")
     if args.engine == "spark":
         from security_topics.scoring_spark import score_spark
 

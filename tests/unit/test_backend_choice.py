@@ -44,9 +44,12 @@ class Host:
             raise ModelDirError(f"{directory}: model.onnx is damaged")
         return FakeModel({})
 
-    def measure(self, models):
+    def measure(self, models, failures):
         self.measured += 1
-        return {name: self.rates[name] for name in models}
+        for name in models:
+            if isinstance(self.rates[name], Exception):
+                failures[name] = f"fails to score ({self.rates[name]})"
+        return {name: self.rates[name] for name in models if name not in failures}
 
 
 @pytest.fixture
@@ -128,12 +131,53 @@ def test_without_native_bf16_or_an_export_there_is_nothing_to_measure(tmp_path, 
     )
 
 
-def test_an_export_that_does_not_load_is_left_out_and_the_rest_are_measured(tmp_path, cpu_with_bf16):
+def test_an_export_that_does_not_load_or_score_is_left_out_once_and_the_rest_are_measured(tmp_path, cpu_with_bf16):
     source = _source(tmp_path)
     _export(tmp_path, "default-int8", directory_digest(source), IN_BUDGET)
-    choice = _choose(source, Host({"fp32": 45.0, "bf16": 80.0}, broken={"default-int8"}))
-    assert choice.backend.name == "bf16"
+    _export(tmp_path, "default-int8-b", directory_digest(source), IN_BUDGET)
+    rates = {"fp32": 45.0, "bf16": 80.0, "export default-int8-b": RuntimeError("ORT: bad node")}
+    host = Host(rates, broken={"default-int8"})
+    choice = _choose(source, host)
+    assert choice.backend.name == "bf16" and set(choice.rates) == {"fp32", "bf16"}
     assert choice.left_out["export default-int8"].startswith("does not load (")
+    assert choice.left_out["export default-int8-b"] == "fails to score (ORT: bad node)"
+    again = _choose(source, host)  # the failures are cached with the rates: not loaded or measured again
+    assert host.measured == 1 and again.left_out == choice.left_out and again.backend.name == "bf16"
+
+
+def test_measuring_leaves_out_a_model_that_raises_while_scoring():
+    class Broken(FakeModel):
+        def score(self, texts, batch_size=64):
+            raise RuntimeError("ORT: bad node")
+
+    failures = {}
+    rates = backends.measure_rates({"good": FakeModel({}), "broken": Broken({})}, failures, texts=["x"] * 4, rounds=1)
+    assert set(rates) == {"good"} and failures == {"broken": "fails to score (RuntimeError: ORT: bad node)"}
+
+
+def test_an_unreadable_sibling_folder_is_passed_over(tmp_path, cpu_with_bf16, monkeypatch):
+    source = _source(tmp_path)
+    _export(tmp_path, "default-int8", directory_digest(source), IN_BUDGET)
+    _export(tmp_path, "locked", directory_digest(source), IN_BUDGET)
+    load = ModelCard.load
+
+    def unreadable(directory):
+        if directory.name == "locked":
+            raise PermissionError(13, "Permission denied", str(directory))
+        return load(directory)
+
+    monkeypatch.setattr(ModelCard, "load", staticmethod(unreadable))
+    choice = _choose(source, Host({"fp32": 45.0, "bf16": 80.0, "export default-int8": 99.0}))
+    assert choice.backend.name == "export default-int8" and "export locked" not in choice.rates
+
+
+def test_exports_are_looked_for_beside_the_path_given_not_beside_a_links_target(tmp_path, cpu_with_bf16):
+    source = _source(tmp_path / "store")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "default").symlink_to(source)
+    _export(tmp_path / "models", "default-int8", directory_digest(source), IN_BUDGET)
+    choice = _choose(tmp_path / "models" / "default", Host({"fp32": 45.0, "bf16": 80.0, "export default-int8": 99.0}))
+    assert choice.backend.name == "export default-int8"
 
 
 def test_the_source_itself_failing_to_load_is_the_callers_error(tmp_path, cpu_with_bf16):
@@ -143,14 +187,18 @@ def test_the_source_itself_failing_to_load_is_the_callers_error(tmp_path, cpu_wi
         _choose(source, Host({}, broken={"default"}))
 
 
-@pytest.mark.parametrize("content", ["{", '{"version": 0, "entries": {}}', "[]"])
+DAMAGED_ENTRY = '{"version": 1, "digests": {}, "entries": {"%s": {"rates": {"fp32": "fast"}, "cpu": 3}}}'
+
+
+@pytest.mark.parametrize("content", ["{", '{"version": 0, "entries": {}}', "[]", DAMAGED_ENTRY])
 def test_a_damaged_cache_is_measured_again_with_a_warning(tmp_path, cpu_with_bf16, caplog, content):
     source = _source(tmp_path)
-    (tmp_path / "cache.json").write_text(content)
+    key = backends._cache_key(source, [backends.Backend(n, source, n) for n in ("fp32", "bf16")], None)
+    (tmp_path / "cache.json").write_text(content.replace("%s", key))
     host = Host({"fp32": 45.0, "bf16": 80.0})
     with caplog.at_level(logging.WARNING, logger=backends.__name__):
         assert _choose(source, host).backend.name == "bf16"
-    assert host.measured == 1 and "measuring again" in caplog.text
+    assert host.measured == 1 and ("measuring again" in caplog.text or content == DAMAGED_ENTRY)
     assert json.loads((tmp_path / "cache.json").read_text())["version"] == backends.CACHE_VERSION
 
 
@@ -174,7 +222,7 @@ def test_measure_rates_interleaves_rounds_and_keeps_the_best(monkeypatch):
     clock = iter([0.0, 1.0, 1.0, 1.5, 1.5, 3.5, 3.5, 4.0, 4.0, 6.0, 6.0, 6.5])  # a: 1, 2, 2 s; b: .5 s each
     monkeypatch.setattr(backends.time, "perf_counter", lambda: next(clock))
     a, b = FakeModel({}), FakeModel({})
-    rates = backends.measure_rates({"a": a, "b": b}, texts=["x"] * 10, rounds=3)
+    rates = backends.measure_rates({"a": a, "b": b}, {}, texts=["x"] * 10, rounds=3)
     assert rates == {"a": 10.0, "b": 20.0}
     assert [len(call) for call in a.calls] == [4, 10, 10, 10]  # a warm-up, then three timed rounds
 

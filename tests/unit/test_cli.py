@@ -107,3 +107,9 @@ def test_a_spark_setting_without_a_value_is_refused_before_anything_starts(tmp_p
         main(["score", str(tmp_path), str(tmp_path / "out"), "--engine", "spark", "--conf", "spark.executor.memory"])
     assert "expected KEY=VALUE (a Spark setting), got 'spark.executor.memory'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_spark_setting_with_the_local_engine_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--conf sets Spark; it needs --engine spark"):
+        main(["score", str(tmp_path), str(tmp_path / "out"), "--conf", "spark.executor.memory=4g"])
+    assert not (tmp_path / "out").exists()

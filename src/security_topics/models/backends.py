@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from security_topics.errors import ProjectError
+from security_topics.errors import ModelDirError, ProjectError
 from security_topics.models.card import CARD_FILE, ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.runtime import usable_cpus
@@ -41,6 +41,7 @@ BUDGET = {"macro_f1_points": 0.5, "sentence_label_sets": 0.01, "article_label_se
 MARGIN = 0.05  # another backend must be this much faster than the card's own precision to be chosen
 ROUNDS = 3  # interleaved timing rounds per backend; the best round counts (a neighbour's burst is not the backend)
 CACHE_VERSION = 1
+MAX_ENTRIES = 64  # cache entries kept, newest first
 # Probe sentences of wire length (26-44 tokens with e5's tokenizer), six times over: two or three
 # length-capped batches, as an article or a JSONL archive gives.
 PROBE = (
@@ -127,13 +128,14 @@ def choose(
     load: Callable[[Path, str | None], TopicModel],
     device: str = "auto",
     num_threads: int | None = None,
-    measure: Callable[[dict[str, TopicModel]], dict[str, float]] | None = None,
+    measure: Callable[[dict[str, TopicModel], dict[str, str]], dict[str, float]] | None = None,
     cache: Path | None = None,
 ) -> Choice:
     """Choose the backend to serve `directory` with (see the module doc).
 
-    `load(directory, precision)` loads one candidate; `measure(models)` gives sentences/s per name
-    (default: `measure_rates`); `cache`: the JSON file of earlier measurements (default: in `cache_dir()`).
+    `load(directory, precision)` loads one candidate; `measure(models, failures)` gives sentences/s
+    per name and puts a model that fails to score in `failures` (default: `measure_rates`); `cache`:
+    the JSON file of earlier measurements (default: in `cache_dir()`).
     """
     directory = Path(directory)
     cache = cache or cache_dir() / "backends.json"
@@ -152,37 +154,42 @@ def choose(
         return Choice(candidates[0], f"the only backend ({_listing(left_out)})", left_out=left_out)
 
     threads = num_threads or usable_cpus()
+    names = {c.name for c in candidates}
     key = _cache_key(directory, candidates, num_threads)
     store = _read_cache(cache)
     entry = store["entries"].get(key)
     models: dict[str, TopicModel] = {}
-    if entry is None or set(entry.get("rates", {})) != {c.name for c in candidates}:
+    if not _usable(entry, names, reference):
+        failed: dict[str, str] = {}
         for candidate in candidates:
             try:
                 models[candidate.name] = load(candidate.directory, candidate.precision)
             except ProjectError as err:
-                if candidate.directory == directory:
+                if candidate.name in torch_names:  # the model itself: the caller's error, as without auto
                     raise
-                left_out[candidate.name] = f"does not load ({err})"
-        candidates = [c for c in candidates if c.name in models]
-        if len(candidates) == 1:
-            only = candidates[0]
-            return Choice(only, f"the only backend ({_listing(left_out)})", left_out=left_out, model=models[only.name])
+                failed[candidate.name] = f"does not load ({err})"
         _set_torch_threads(num_threads)
-        rates = (measure or measure_rates)(models)
+        rates = (measure or measure_rates)(models, failed) if len(models) > 1 else dict.fromkeys(models, 0.0)
+        if reference not in rates:
+            raise ModelDirError(f"{directory}: scoring probe sentences failed ({failed.get(reference)})")
         entry = {
             "cpu": cpu_model(),
             "threads": threads,
-            "model": str(directory.resolve()),
+            "model": str(Path(os.path.abspath(directory))),
             "rates": {name: round(float(rate), 2) for name, rate in rates.items()},
+            "failed": failed,
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         store["entries"][key] = entry
-        _write_cache(cache, store)
+        _write_cache(cache, _pruned(store))
         source = f"measured now on {entry['cpu']}, {threads} thread(s), cached in {cache}"
     else:
         source = f"measured {entry['measured_at']} on {entry['cpu']}, {threads} thread(s) ({cache})"
+    left_out.update(entry["failed"])
     rates = {name: float(rate) for name, rate in entry["rates"].items()}
+    if len(rates) == 1:
+        (only,) = (c for c in candidates if c.name in rates)
+        return Choice(only, f"the only backend ({_listing(left_out)})", {}, left_out, models.get(only.name))
     fastest = max(rates, key=rates.__getitem__)
     chosen = fastest if rates[fastest] > (1 + MARGIN) * rates[reference] else reference
     ranking = ", ".join(f"{name} {rates[name]:.1f}" for name in sorted(rates, key=rates.__getitem__, reverse=True))
@@ -199,19 +206,47 @@ def choose(
 
 
 def measure_rates(
-    models: dict[str, TopicModel], texts: Iterable[str] = PROBE, rounds: int = ROUNDS
+    models: dict[str, TopicModel], failures: dict[str, str], texts: Iterable[str] = PROBE, rounds: int = ROUNDS
 ) -> dict[str, float]:
-    """Sentences/s of each model on `texts`: one warm-up, then `rounds` interleaved rounds, the best one."""
+    """Sentences/s of each model on `texts`: one warm-up, then `rounds` interleaved rounds, the best one.
+    A model that raises while scoring is dropped, with the reason in `failures`."""
     texts = list(texts)
-    for model in models.values():
-        model.score(texts[:4])
-    best = dict.fromkeys(models, float("inf"))
+    working = {}
+    for name, model in models.items():
+        try:
+            model.score(texts[:4])
+            working[name] = model
+        except Exception as err:  # an export whose graph fails at run time is left out, not fatal
+            failures[name] = f"fails to score ({type(err).__name__}: {err})"[:300]
+    best = dict.fromkeys(working, float("inf"))
     for _ in range(rounds):
-        for name, model in models.items():
+        for name, model in working.items():
             started = time.perf_counter()
             model.score(texts)
             best[name] = min(best[name], time.perf_counter() - started)
     return {name: len(texts) / seconds for name, seconds in best.items()}
+
+
+def _usable(entry: Any, names: set[str], reference: str) -> bool:
+    """Whether a cache entry answers for these candidates: its fields of the right types, a positive
+    finite rate for the reference, and every candidate either rated or recorded as failed."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("cpu", "measured_at")):
+        return False
+    rates, failed = entry.get("rates"), entry.get("failed")
+    if not isinstance(rates, dict) or not isinstance(failed, dict) or set(rates) | set(failed) != names:
+        return False
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in rates.values())
+    return numbers and reference in rates and all(isinstance(v, str) for v in failed.values())
+
+
+def _pruned(store: dict[str, Any], keep: int = MAX_ENTRIES) -> dict[str, Any]:
+    """The newest `keep` entries (MLflow URIs download to a new folder each time: entries pile up)."""
+
+    def measured_at(item: tuple[str, Any]) -> str:
+        return str(item[1].get("measured_at")) if isinstance(item[1], dict) else ""
+
+    newest = sorted(store["entries"].items(), key=measured_at, reverse=True)
+    return {**store, "entries": dict(newest[:keep])}
 
 
 def _torch_precisions(directory: Path, card: ModelCard, device: str) -> tuple[list[str] | None, str]:
@@ -251,15 +286,23 @@ def _cpu_facts(device: str) -> tuple[bool | None, bool | None]:
 
 
 def _exports_beside(directory: Path, cache: Path) -> tuple[list[Backend], dict[str, str]]:
-    """Exports of `directory` in its parent folder, and the ones left out with the reason."""
+    """Exports of `directory` in the folder that holds it (where its path says, links not followed),
+    and the ones left out with the reason. Folders that can not be read are passed over."""
     found, left_out = [], {}
     source_digest: str | None = None
-    for sibling in sorted(directory.resolve().parent.iterdir()):
-        if sibling.name.startswith(".") or sibling == directory.resolve() or not (sibling / CARD_FILE).is_file():
+    here = Path(os.path.abspath(directory))
+    try:
+        siblings = sorted(here.parent.iterdir())
+    except OSError:
+        return [], {}
+    for sibling in siblings:
+        if sibling.name.startswith(".") or sibling == here:
             continue
         try:
+            if not (sibling / CARD_FILE).is_file():
+                continue
             card = ModelCard.load(sibling)
-        except ProjectError:
+        except (ProjectError, OSError):
             continue
         export = card.settings.get("export")
         if not isinstance(export, dict) or not export.get("source_sha256"):
@@ -308,16 +351,17 @@ def _digest(directory: Path, cache: Path) -> str:
     """The source checksum exports record (`directory_digest`), cached by files_signature: hashing a
     130 MB model costs a few tenths of a second on every call otherwise."""
     store = _read_cache(cache)
-    key = f"{directory.resolve()}\0{files_signature(directory)}"
-    if key not in store["digests"]:
-        store["digests"] = {k: v for k, v in store["digests"].items() if not k.startswith(f"{directory.resolve()}\0")}
+    here = os.path.abspath(directory)
+    key = f"{here}\0{files_signature(directory)}"
+    if not isinstance(store["digests"].get(key), str):
+        store["digests"] = {k: v for k, v in store["digests"].items() if not k.startswith(f"{here}\0")}
         store["digests"][key] = directory_digest(directory)
         _write_cache(cache, store)
     return store["digests"][key]
 
 
 def _cache_key(directory: Path, candidates: list[Backend], num_threads: int | None) -> str:
-    parts = [cpu_model(), str(num_threads or f"default of {usable_cpus()} CPUs"), str(directory.resolve())]
+    parts = [cpu_model(), str(num_threads or f"default of {usable_cpus()} CPUs"), os.path.abspath(directory)]
     parts += sorted(f"{c.name}\0{files_signature(c.directory)}" for c in candidates)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import GroupKFold, KFold
 
-from security_topics.metrics import DEFAULT_GRID, tune_thresholds
+from security_topics.metrics import DEFAULT_GRID, f1_by_threshold, tune_thresholds
 
 RULE_KINDS = ("shared", "max", "logistic_strong", "logistic")  # fewest free parameters first
 SHRINK = 20  # positive articles at which a topic's own threshold offset counts half
@@ -192,8 +192,8 @@ def _shared_thresholds(y: np.ndarray, scores: np.ndarray, grid: Sequence[float])
     """One threshold for every topic (best macro-F1), plus each topic's own best offset from it
     shrunk by n / (n + SHRINK), n its positive articles: few examples, little offset."""
     y = np.asarray(y).astype(bool)
-    f1 = [f1_score(y, scores >= t, average="macro", zero_division=0) for t in grid]
-    best = np.flatnonzero(np.isclose(f1, max(f1)))
+    f1 = f1_by_threshold(y, scores, grid).mean(axis=1)  # macro-F1 at each threshold
+    best = np.flatnonzero(np.isclose(f1, f1.max()))
     shared = min((grid[i] for i in best), key=lambda t: (abs(t - 0.5), t))
     own = tune_thresholds(y, scores, grid=grid, default=shared)
     weight = y.sum(axis=0) / (y.sum(axis=0) + SHRINK)

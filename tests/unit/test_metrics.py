@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from security_topics.labels import LabelSet
-from security_topics.metrics import best_threshold, compute_metrics, majority_baseline, support, tune_thresholds
+from security_topics.metrics import (
+    DEFAULT_GRID,
+    best_threshold,
+    compute_metrics,
+    f1_by_threshold,
+    majority_baseline,
+    support,
+    tune_thresholds,
+)
 
 
 def test_metrics_match_hand_computed_values():
@@ -71,3 +79,19 @@ def test_threshold_ties_go_to_the_one_nearest_the_default():
 def test_a_score_equal_to_the_threshold_passes():
     y = np.array([1, 0])
     assert best_threshold(y, np.array([0.5, 0.3]), grid=(0.5, 0.55), default=0.9) == 0.5
+
+
+def test_the_threshold_sweep_gives_scikit_learns_f1_at_every_threshold():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y = rng.random((200, 4)) < [0.3, 0.05, 0.0, 1.0]  # a rare topic, one never present, one always present
+    scores = np.clip(y * 0.3 + rng.random((200, 4)) * 0.8, 0, 1)
+    scores[:, 1] = 0.0  # never predicted at any positive threshold
+    swept = f1_by_threshold(y, scores, DEFAULT_GRID)
+    assert swept.shape == (len(DEFAULT_GRID), 4)
+    for i, t in enumerate(DEFAULT_GRID):
+        expected = f1_score(y, scores >= t, average=None, zero_division=0)
+        np.testing.assert_allclose(swept[i], expected, rtol=0, atol=1e-12)
+    assert swept[:, 2].tolist() == [0.0] * len(DEFAULT_GRID)  # no positive, whatever is predicted
+    np.testing.assert_allclose(f1_by_threshold(y[:, 0], scores[:, 0], DEFAULT_GRID), swept[:, 0])

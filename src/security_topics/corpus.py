@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from security_topics.data import Article, Example, fingerprint, label_counts, read_articles, read_sentences, write_jsonl
-from security_topics.errors import DataError
+from security_topics.errors import ConfigError, DataError
 from security_topics.labels import LabelSet
 from security_topics.splits import (
     ARTICLE_SPLITS,
@@ -91,12 +91,14 @@ class CorpusSpec:
 @dataclass(frozen=True)
 class RealSpec:
     """Hand-labelled real news (`data.real`): its files, where the held-out period starts, and the
-    share of earlier real articles that validate (thresholds, calibration, the article rule)."""
+    share of earlier real articles that validate (thresholds, calibration, the article rule);
+    `train_repeat` is how often each real training sentence is shown to the model per epoch."""
 
     sentences: str
     articles: str
     holdout_from: str
     rule_share: float = 0.5
+    train_repeat: int = 1
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> RealSpec:
@@ -105,7 +107,23 @@ class RealSpec:
             articles=str(values["articles"]),
             holdout_from=str(values["holdout_from"]),
             rule_share=float(values.get("rule_share", 0.5)),
+            train_repeat=_positive_int(values.get("train_repeat", 1), "data.real.train_repeat"),
         )
+
+
+def _positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def training_sentences(spec: CorpusSpec, train: list[Example]) -> list[Example]:
+    """The rows a model is fitted on: the train split, each real-news row `data.real.train_repeat`
+    times (real copy is the register we are judged on, and a third of the rows)."""
+    repeat = spec.real.train_repeat if spec.real else 1
+    if repeat == 1:
+        return train
+    return [e for e in train for _ in range(repeat if e.meta.get("source") else 1)]
 
 
 @dataclass

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from security_topics import distributed, tracking
 from security_topics.atomic import hold_lock, staging_for, swap_into_place
-from security_topics.corpus import CorpusSpec, load_splits
+from security_topics.corpus import CorpusSpec, load_splits, training_sentences
 from security_topics.data import fingerprint
 from security_topics.decisions import DecisionSettings, decide, fit_decisions
 from security_topics.errors import ConfigError, exit_on_project_errors
@@ -57,8 +57,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     with distributed.main_first():
         splits = load_splits(spec)
     sentences, articles = splits.sentences, splits.articles
+    fit_rows = training_sentences(spec, sentences["train"])
     if not distributed.is_main():  # the other ranks train alongside rank 0, and neither write nor log
-        recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir)
+        recipe.fit(fit_rows, sentences["validation"], labels, settings, run_dir)
         return {}
 
     experiment_id = tracking.configure(
@@ -87,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         params = {**OmegaConf.to_container(cfg, resolve=True), "world_size": distributed.world_size()}
         tracking.log_config(params, OmegaConf.to_yaml(cfg, resolve=True))
         started = time.perf_counter()
-        model = recipe.fit(sentences["train"], sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
+        model = recipe.fit(fit_rows, sentences["validation"], labels, settings, run_dir, tracking.log_metrics)
         train_seconds = time.perf_counter() - started
         precisions = _precisions(model)
         if precisions:

@@ -8,6 +8,7 @@ from security_topics.calibration import REVIEW_TARGETS
 from security_topics.data import Article, Example
 from security_topics.decisions import DecisionSettings, compare, decide, fit_decisions, settings_from_card
 from security_topics.errors import ConfigError
+from security_topics.metrics import compute_metrics
 from security_topics.predictor import Predictor
 
 
@@ -98,3 +99,15 @@ def test_compare_measures_how_far_two_models_decide_apart():
 def test_bad_decision_settings_name_the_key(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         DecisionSettings(**kwargs)
+
+
+def test_validation_reports_the_real_news_among_its_sentences_apart():
+    model, sentences, articles = _corpus(2)
+    real = [Example(e.text, e.labels, id=f"ant-{e.id}", meta={"source": "ant"}) for e in sentences[:100]]
+    metrics = fit_decisions(model, [*real, *sentences[100:200]], articles, DecisionSettings(seed=0))["metrics"]
+    y = np.array([[t in e.labels for t in ("a", "b")] for e in real])
+    on_real = compute_metrics(y, model.score([e.text for e in real]).probs >= model.card.thresholds, ["a", "b"])
+    assert metrics["val_real_macro_f1"] == on_real["macro_f1"] > 0.5
+    assert metrics["val_real_micro_f1"] == on_real["micro_f1"]
+    all_real = fit_decisions(model, real, articles, DecisionSettings(seed=0))["metrics"]
+    assert "val_real_macro_f1" not in all_real  # all real: the validation figure is that one

@@ -5,6 +5,7 @@ from collections import Counter
 import pytest
 
 from security_topics.data import Article, Example
+from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
 from security_topics.splits import REAL, find_duplicates, in_articles, split_articles, split_examples, split_real
 from security_topics.text import dedup_key
@@ -187,3 +188,23 @@ def test_prepared_splits_are_not_prepared_again_when_nothing_changed(tmp_path, c
     with caplog.at_level("INFO", logger="security_topics.corpus"):
         second = load_splits(spec)
     assert "preparing" not in caplog.text and len(second.sentences[REAL]) == len(first.sentences[REAL]) > 0
+
+
+def test_real_training_rows_are_repeated_as_configured_and_written_rows_once():
+    from security_topics.corpus import CorpusSpec, RealSpec, training_sentences
+
+    written = Example("جملة مكتوبة", ("narcotics",), id="s1")
+    real = Example("جملة من الأخبار", (), id="ant-1#2", meta={"source": "ant"})
+    base = {"sentences": "a.csv", "articles": "b.jsonl", "holdout_from": "2017-04-01"}
+
+    def spec(**real_values):
+        split = {"train": 0.8, "validation": 0.1, "test": 0.1}
+        values = {"labels": LABELS.names, "sentences": "s.csv", "processed_dir": ".", "split": split, "split_seed": 1}
+        return CorpusSpec.from_mapping({**values, "real": {**base, **real_values}})
+
+    assert training_sentences(spec(), [written, real]) == [written, real]
+    assert [e.id for e in training_sentences(spec(train_repeat=3), [written, real])] == ["s1", *["ant-1#2"] * 3]
+    assert RealSpec.from_mapping(base).train_repeat == 1
+    for bad in (0, 1.5, "2", True):
+        with pytest.raises(ConfigError, match=r"data.real.train_repeat must be a whole number of at least 1, got"):
+            spec(train_repeat=bad)

@@ -126,7 +126,7 @@ def split_real(
     `pool_id`), are held out (`test_real`); a seeded, stratified `rule_share` of the earlier articles
     validates, with their sentences; the other earlier articles give their sentences to training.
     Sentences of no labelled article split into train and validation by their article, so that
-    sentences of one article never sit on both sides."""
+    sentences of one article never sit on both sides; each `batch` of them on its own, as written rows."""
     held = [a for a in articles if a.meta["date"] >= holdout_from]
     earlier = [a for a in articles if a.meta["date"] < holdout_from]
     y = _indicator([a.labels for a in earlier], labels)
@@ -135,11 +135,15 @@ def split_real(
     where = {a.id: REAL for a in held}
     where.update({a.id: "train" for a in earlier})
     where.update({a.id: "validation" for a in validating})
-    loose = sorted({e.meta.get("pool_id", "") for e in sentences} - set(where))
-    order = np.random.default_rng(seed + 3).permutation(len(loose))
-    n_validation = int(round(validation_share * len(loose)))
-    for rank, i in enumerate(order):
-        where[loose[i]] = "validation" if rank < n_validation else "train"
+    batches: dict[str, set[str]] = defaultdict(set)  # a later batch never moves an earlier row
+    for example in sentences:
+        batches[str(example.meta.get("batch") or "")].add(example.meta.get("pool_id", ""))
+    for name in sorted(batches):
+        loose = sorted(batches[name] - set(where))  # an article already placed keeps its side
+        order = np.random.default_rng(seed + 3).permutation(len(loose))
+        n_validation = int(round(validation_share * len(loose)))
+        for rank, i in enumerate(order):
+            where[loose[i]] = "validation" if rank < n_validation else "train"
     out: dict[str, list[Example]] = {"train": [], "validation": [], REAL: []}
     for example in sentences:
         pool_id = example.meta.get("pool_id", "")

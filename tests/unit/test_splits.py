@@ -169,6 +169,24 @@ def test_real_news_splits_by_time_and_keeps_each_article_whole():
     assert loose.count("validation") == 6 and loose.count("train") == 24
 
 
+def test_a_new_batch_of_real_sentences_never_moves_an_earlier_one():
+    sentences, articles = _real()
+    split = dict(labels=LABELS, holdout_from="2017-04-01", rule_share=0.5, validation_share=0.2, seed=1)
+    before = split_real(sentences, articles, **split)
+    batch = [
+        Example(f"جملة جديدة {i}", (), id=f"y-{i}#1", meta={"pool_id": f"y-{i}", "date": "2016-06-01", "batch": "r6"})
+        for i in range(20)
+    ]
+    # a new sentence of an article that already has one keeps to that article's side
+    batch.append(Example("جملة أخرى", (), id="x-3#2", meta={"pool_id": "x-3", "date": "2016-05-01", "batch": "r6"}))
+    after = split_real([*sentences, *batch], articles, **split)
+    side = {e.id: name for name, members in after.sentences.items() for e in members}
+    for name, members in before.sentences.items():
+        assert {side[e.id] for e in members} <= {name}
+    assert side["x-3#2"] == side["x-3#1"]
+    assert [side[f"y-{i}#1"] for i in range(20)].count("validation") == 4  # the batch is split too
+
+
 def test_prepared_splits_are_not_prepared_again_when_nothing_changed(tmp_path, caplog):
     from helpers import FIXTURES
 

@@ -1,0 +1,83 @@
+"""Round 6: real sentences the model gives a topic to (or nearly), from unlabelled training-period articles.
+
+    python data/pools/choose_near_misses.py --model models/default      # after data/pools/ant.py
+
+Written for what the validation real news showed (data/README.md): most article false alarms were
+ordinary airline and airport stories given `aviation`, then military and crime stories given
+`counterterrorism` and drink or contraband given `narcotics`. Candidates are sentences of six words or
+more, from pool articles dated before HOLDOUT_FROM that are not labelled as articles, not yet in the
+corpus (after normalisation), that match a topic's KEYWORDS and that the model scores ≥ MIN_SCORE for
+it (raw score). One sentence per article and topic, a seeded sample of QUOTA per topic, written to
+labelling/sentences-10.jsonl (git-ignored) in a shuffled order that does not show the topic or score.
+Whatever they turn out to be is labelled: the model's near misses and its real positives alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import re
+from pathlib import Path
+
+from choose_articles import HOLDOUT_FROM, KEYWORDS
+
+HERE = Path(__file__).resolve().parent
+MIN_SCORE = 0.3
+QUOTA = {"aviation": 90, "counterterrorism": 60, "narcotics": 40, "cybersecurity": 20, "sports_security": 20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=Path, default=HERE / "ant.jsonl")
+    parser.add_argument("--model", default="models/default")
+    parser.add_argument("--seed", type=int, default=20261203)
+    parser.add_argument("--out", type=Path, default=HERE / "labelling" / "sentences-10.jsonl")
+    args = parser.parse_args()
+    from security_topics import Predictor
+    from security_topics.text import dedup_key, split_sentences
+
+    raw = HERE.parent / "raw"
+    files = ("real_sentences.csv", "sentences.csv")
+    known = {dedup_key(r["text"]) for f in files for r in csv.DictReader((raw / f).open(encoding="utf-8"))}
+    labelled = {json.loads(line)["id"] for line in (raw / "real_articles.jsonl").read_text().splitlines()}
+    pool = [json.loads(line) for line in args.pool.read_text(encoding="utf-8").splitlines()]
+    items: list[tuple[str, str, str]] = []  # (sid, text, topic whose keywords it matches)
+    for article in pool:
+        if article["date"] >= HOLDOUT_FROM or article["id"] in labelled:
+            continue
+        for i, sentence in enumerate(split_sentences(article["text"]), 1):
+            key = dedup_key(sentence.text)
+            if len(sentence.text.split()) < 6 or key in known:
+                continue
+            for topic, pattern in KEYWORDS.items():
+                if re.search(pattern, sentence.text):
+                    known.add(key)
+                    items.append((f"{article['id']}#{i}", sentence.text, topic))
+                    break
+    predictor = Predictor.load(args.model, precision="auto", num_threads=2)
+    scores = predictor.raw_scores([text for _, text, _ in items])
+    rng = random.Random(args.seed)
+    chosen: list[dict] = []
+    for topic, quota in QUOTA.items():
+        j = predictor.labels.index(topic)
+        seen: set[str] = set()
+        candidates = []
+        for (sid, text, matched), row in zip(items, scores):
+            article = sid.split("#")[0]
+            if matched == topic and row[j] >= MIN_SCORE and article not in seen:
+                seen.add(article)
+                candidates.append({"sid": sid, "text": text})
+        rng.shuffle(candidates)
+        chosen += candidates[:quota]
+        print(f"{topic}: {len(candidates)} candidates, {min(quota, len(candidates))} taken")
+    rng.shuffle(chosen)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in chosen)
+    print(f"round 6: {len(chosen)} sentences in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

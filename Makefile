@@ -44,7 +44,7 @@ run: setup
 
 # Lint, the layer contract, the corpus quality gates (with their statistics printed), then the tests.
 test: setup $(LS_VENV)/.installed browser
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks experiments
 	$(VENV)/bin/lint-imports
 	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
 	$(PY) -m pytest

@@ -62,8 +62,9 @@ def test_every_topic_of_the_seed_article_is_carried_by_a_sentence_and_boilerplat
 
 def test_labelling_what_suggest_chooses_beats_labelling_at_random(tmp_path):
     """The simulation of benchmarks/active_learning.py, smaller: the prepared training split, 20 % to
-    start, six rounds of 150, TF-IDF (5,000 features a kind); two seeds. Measured: over the six rounds
-    active labelling scores validation macro-F1 0.010 and 0.017 above random on average."""
+    start, six rounds of 150, TF-IDF (5,000 features a kind); one seed (benchmarks/active_learning.py
+    runs several). Measured: over the six rounds active labelling scores validation macro-F1 0.015
+    above random on average."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -82,9 +83,9 @@ def test_labelling_what_suggest_chooses_beats_labelling_at_random(tmp_path):
         return recipe.fit(rows, [], labels)
 
     vectors = dense_vectors(fit(train).embed([e.text for e in train]))
-    for seed in (0, 1):
-        active = simulate(train, validation, labels, fit, vectors, "active", seed, batch=150, rounds=6)
-        random = simulate(train, validation, labels, fit, vectors, "random", seed, batch=150, rounds=6)
-        assert active.labels == random.labels == [round(0.2 * len(train)) + 150 * k for k in range(7)]
-        gap = sum(active.macro_f1[1:]) / 6 - sum(random.macro_f1[1:]) / 6
-        assert gap >= 0.005, (seed, active.macro_f1, random.macro_f1)
+    active = simulate(train, validation, labels, fit, vectors, "active", 0, batch=150, rounds=6)
+    random = simulate(train, validation, labels, fit, vectors, "random", 0, batch=150, rounds=6)
+    assert active.labels == random.labels == [round(0.2 * len(train)) + 150 * k for k in range(7)]
+    gap = sum(active.macro_f1[1:]) / 6 - sum(random.macro_f1[1:]) / 6
+    print(f"active minus random, mean validation macro-F1 over the rounds: {gap:.4f}")
+    assert gap >= 0.005, (active.macro_f1, random.macro_f1)

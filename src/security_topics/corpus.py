@@ -123,7 +123,7 @@ def training_sentences(spec: CorpusSpec, train: list[Example]) -> list[Example]:
     repeat = spec.real.train_repeat if spec.real else 1
     if repeat == 1:
         return train
-    return [e for e in train for _ in range(repeat if e.meta.get("source") else 1)]
+    return [e for e in train for _ in range(repeat if e.is_real else 1)]
 
 
 @dataclass

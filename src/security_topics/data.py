@@ -36,6 +36,11 @@ class Example:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "text": self.text, "labels": list(self.labels), **self.meta}
 
+    @property
+    def is_real(self) -> bool:
+        """Real news (an excerpt of a named corpus, `source` in its metadata), not written for the project."""
+        return bool(self.meta.get("source"))
+
 
 @dataclass(frozen=True)
 class Article:

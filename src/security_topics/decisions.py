@@ -168,7 +168,7 @@ def fit_decisions(
         card.thresholds = [float(settings.threshold_value)] * len(labels)
     thresholds = np.asarray(card.thresholds)
     metrics = {f"val_{k}": v for k, v in compute_metrics(y, raw >= thresholds, labels.names).items()}
-    real = np.array([bool(e.meta.get("source")) for e in sentences], dtype=bool)
+    real = np.array([e.is_real for e in sentences], dtype=bool)
     if real.any() and not real.all():  # the real news among them: the register we are judged on
         on_real = compute_metrics(y[real], raw[real] >= thresholds, labels.names)
         metrics.update(val_real_macro_f1=on_real["macro_f1"], val_real_micro_f1=on_real["micro_f1"])

@@ -1,16 +1,16 @@
 """Which weight MatMuls of the exported encoder lose most to int8: quantise all but one group, measure.
 
     security-topics export models/default models/default-fp32
-    python benchmarks/int8_sensitivity.py --fp32 models/default-fp32 [--sentences 400]
+    python benchmarks/int8_sensitivity.py --fp32 models/default-fp32 [--sentences 400] [--role-per-layer ffn_out]
 
 The transformer member's fp32 graph is quantised (ONNX Runtime dynamic int8, per-channel weights)
 whole and with each group of weight MatMuls kept in fp32 — one group per role across the 12 layers
-(query, key, value, attention output, feed-forward in, feed-forward out), and with `--layers` one
-per layer — and each
+(query, key, value, attention output, feed-forward in, feed-forward out), with `--layers` one
+per layer, and with `--role-per-layer ROLE` that role's MatMul in one layer at a time — and each
 variant scores the same validation sentences as the fp32 graph. Reported per variant: the mean and
 the largest change of a score, and the sentences whose label set changes at the member's thresholds.
 The groups whose fp32 copy removes most of the drift are the ones `export --keep-fp32` should keep
-(group names as `security_topics.export.weight_matmul_groups` gives them).
+(group names as `security_topics.export.weight_matmul_groups` gives them: `ffn_out`, `layer4`, `layer4.ffn_out`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ def main() -> None:
     parser.add_argument("--splits", default="data/processed/security_topics")
     parser.add_argument("--sentences", type=int, default=400, help="validation sentences scored per variant")
     parser.add_argument("--layers", action="store_true", help="also one variant per layer (each takes minutes)")
+    parser.add_argument(
+        "--role-per-layer",
+        metavar="ROLE",
+        choices=ROLES,
+        help="also one variant per layer keeping only ROLE's MatMul there",
+    )
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser's advice to pre-process, once per variant
 
@@ -49,7 +55,9 @@ def main() -> None:
     reference = fp32.score(texts).probs
     thresholds = np.asarray(card.thresholds)
     groups = weight_matmul_groups(member / GRAPH)
-    chosen = [name for name in groups if args.layers or name in ROLES]
+    chosen = [name for name in groups if "." not in name and (args.layers or name in ROLES)]
+    if args.role_per_layer:
+        chosen += [name for name in groups if name.endswith(f".{args.role_per_layer}")]
     variants = {"all int8": [], **{f"{name} in fp32": groups[name] for name in chosen}}
     print(f"{len(texts)} validation sentences; {sum(len(groups[r]) for r in ROLES)} weight MatMuls in the layers\n")
     print("| variant | MatMuls kept in fp32 | mean abs Δp | max abs Δp | label sets changed |")

@@ -729,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="GROUP",
         help="weight MatMuls int8 leaves in fp32: a role across the layers (query, key, value, attention_output, "
-        "ffn_in, ffn_out), a layer (layer0 …), or none; default: ffn_out (see benchmarks/int8_sensitivity.py)",
+        "ffn_in, ffn_out), a layer (layer0 …), one role of one layer (layer4.ffn_out), or none; default: ffn_out "
+        "(see benchmarks/int8_sensitivity.py)",
     )
     p.add_argument(
         "--validation",

@@ -352,8 +352,11 @@ def _export_transformer(
         groups = weight_matmul_groups(fp32_path) if keep_fp32 else {}
         unknown = sorted(set(keep_fp32) - set(groups))
         if unknown:
-            raise ConfigError(f"keep_fp32: unknown groups {unknown}; known: {', '.join(groups)}")
-        excluded = [name for group in keep_fp32 for name in groups[group]]
+            known = [name for name in groups if "." not in name]
+            raise ConfigError(
+                f"keep_fp32: unknown groups {unknown}; known: {', '.join(known)}, or one layer's role (layer0.ffn_out)"
+            )
+        excluded = list(dict.fromkeys(name for group in keep_fp32 for name in groups[group]))
         advice = _DropMessage("consider to run pre-processing before quantization")  # no gain measured here
         logging.getLogger().addFilter(advice)
         try:
@@ -381,9 +384,9 @@ ROLES = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")  # a 
 
 def weight_matmul_groups(graph_path: Path) -> dict[str, list[str]]:
     """The names of an exported encoder's weight MatMuls (second input a stored tensor), grouped by
-    role across the layers (`ROLES`) and by layer (`layer0` …): six per layer in graph order, then
-    the head (a Gemm, which ONNX Runtime's quantiser renames, so it is not a group). Raises
-    ProjectError where the graph is not laid out so."""
+    role across the layers (`ROLES`), by layer (`layer0` …) and one at a time (`layer0.ffn_out`): six
+    per layer in graph order, then the head (a Gemm, which ONNX Runtime's quantiser renames, so it is
+    not a group). Raises ProjectError where the graph is not laid out so."""
     import onnx
 
     graph = onnx.load(str(graph_path)).graph
@@ -405,8 +408,10 @@ def weight_matmul_groups(graph_path: Path) -> dict[str, list[str]]:
         )
     groups: dict[str, list[str]] = {role: [] for role in ROLES}
     for i, node in enumerate(nodes[:-1]):
-        groups[ROLES[i % len(ROLES)]].append(node.name)
-        groups.setdefault(f"layer{i // len(ROLES)}", []).append(node.name)
+        role, layer = ROLES[i % len(ROLES)], f"layer{i // len(ROLES)}"
+        groups[role].append(node.name)
+        groups.setdefault(layer, []).append(node.name)
+        groups[f"{layer}.{role}"] = [node.name]
     return groups
 
 

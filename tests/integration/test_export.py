@@ -52,15 +52,17 @@ def test_int8_keeps_the_chosen_weight_matmuls_in_fp32_and_names_an_unknown_group
 
     validation = Path(tiny_run.cfg.data.processed_dir)
     options = {"quantize": "int8", "validation": validation, "retune": False}
-    export_model(tiny_run.model_dir, tmp_path / "kept", keep_fp32=["ffn_out", "layer0"], **options)
+    keep = ["ffn_out", "layer0", "layer1.query"]
+    export_model(tiny_run.model_dir, tmp_path / "kept", keep_fp32=keep, **options)
     graph = onnx.load(str(tmp_path / "kept" / "model.onnx")).graph
     layers = AutoConfig.from_pretrained(tiny_run.model_dir).num_hidden_layers
+    assert layers == 2
     weights = {t.name for t in graph.initializer}
     fp32 = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-    assert len(fp32) == 6 + (layers - 1)  # all of layer 0, the feed-forward output of the others
-    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 5 * (layers - 1) + 1  # and the head
-    assert ModelCard.load(tmp_path / "kept").settings["export"]["keep_fp32"] == ["ffn_out", "layer0"]
-    with pytest.raises(ConfigError, match=r"keep_fp32: unknown groups \['ffn'\]; known: query, key, value"):
+    assert len(fp32) == 6 + 2  # all of layer 0; layer 1's query and feed-forward output
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 4 + 1  # the rest of layer 1, and the head
+    assert ModelCard.load(tmp_path / "kept").settings["export"]["keep_fp32"] == keep
+    with pytest.raises(ConfigError, match=r"keep_fp32: unknown groups \['ffn'\]; known: query, key, value.*layer1, or"):
         export_model(tiny_run.model_dir, tmp_path / "unknown", keep_fp32=["ffn"], **options)
 
 

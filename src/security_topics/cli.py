@@ -66,7 +66,7 @@ def _load(args: argparse.Namespace, **options: Any) -> Any:
 def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[ProjectError]]:
     """Articles from a .txt (one article), a .jsonl (one per line) or stdin (`-`), and the JSONL
     lines that are not articles (each a DataError naming file, line and field)."""
-    from security_topics.data import DataError, iter_articles, read_text
+    from security_topics.data import DataError, decode_text, iter_articles, read_text
 
     if fmt == "auto":
         fmt = "jsonl" if source.endswith(".jsonl") else "text"
@@ -77,7 +77,7 @@ def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[Pr
     if fmt == "jsonl":
         raise ConfigError("predict: give JSONL as a file, not on stdin")
     if source == "-":
-        return [{"id": "stdin", "text": sys.stdin.read()}], []
+        return [{"id": "stdin", "text": decode_text(sys.stdin.buffer.read(), "<stdin>")}], []  # as a file is read
     return [{"id": Path(source).stem, "text": read_text(source)}], []
 
 

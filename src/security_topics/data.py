@@ -63,7 +63,13 @@ class Article:
 def read_text(path: str | Path) -> str:
     """A UTF-8 file's text; other bytes are a DataError naming the file and line."""
     path = Path(path)
-    raw = path.read_bytes()
+    return decode_text(path.read_bytes(), path)
+
+
+def decode_text(raw: bytes, path: str | Path) -> str:
+    """UTF-8 bytes (a BOM dropped) read from `path` (a file, or `<stdin>`) as text; gzip or other
+    bytes are a DataError naming where they came from and the line."""
+    path = Path(path)
     if raw[:2] == b"\x1f\x8b":  # one error for the file, not one per line of compressed bytes
         raise DataError(path, 0, "encoding", "the file is gzip-compressed: decompress it first (gunzip)")
     try:

@@ -24,6 +24,17 @@ def test_a_non_utf8_file_is_named(tmp_path):
         main(["predict", str(path), "--model", str(tmp_path)])
 
 
+def test_non_utf8_bytes_on_stdin_are_refused_as_in_a_file(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    stdin = io.TextIOWrapper(io.BytesIO("خبر\n".encode() + "café".encode("latin-1")), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    # refused before any model is looked for (the model folder does not exist)
+    with pytest.raises(SystemExit, match=r"<stdin>:2: field 'encoding': bytes are not UTF-8"):
+        main(["predict", "-", "--model", str(tmp_path / "nowhere")])
+
+
 def test_an_unwritable_output_fails_before_the_model_is_loaded(tmp_path):
     path = tmp_path / "a.txt"
     path.write_text(ARTICLE)

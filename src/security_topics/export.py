@@ -34,6 +34,7 @@ from security_topics.models.backends import BUDGET, over_budget  # noqa: F401 - 
 from security_topics.models.card import ModelCard, TopicModel, directory_digest
 from security_topics.models.ensemble import MEMBERS
 from security_topics.models.onnx import GRAPH, INPUTS, OUTPUT, TOKENIZER, OnnxModel, open_session
+from security_topics.models.runtime import cap_threads
 from security_topics.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def export_model(
     is only used to measure agreement and the source thresholds are kept.
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    num_threads = cap_threads(num_threads)
     if fmt not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}, got {fmt!r}")
     if quantize not in QUANTIZATIONS:
@@ -202,17 +204,18 @@ def load_validation(path: str | Path | None, labels: LabelSet) -> tuple[list[Exa
     if path is None:
         return [], []
     path = Path(path)
+    what_to_do = (
+        "prepare the splits with `python -m security_topics.prepare`, point the export at a labelled "
+        "sentence file (--validation), or keep the source thresholds (--no-retune)"
+    )
     if path.is_dir():
         if not (path / "validation.jsonl").is_file():
-            raise ConfigError(
-                f"{path}: no validation.jsonl (prepare the splits with `python -m security_topics.prepare`, "
-                "point the export at a labelled sentence file, or keep the source thresholds)"
-            )
+            raise ConfigError(f"{path}: no validation.jsonl ({what_to_do})")
         articles_file = path / "articles_validation.jsonl"
         articles = read_articles(articles_file, labels) if articles_file.is_file() else []
         return read_sentences(path / "validation.jsonl", labels), articles
     if not path.is_file():
-        raise FileNotFoundError(f"validation data {path}: no such file or directory")
+        raise ConfigError(f"validation data {path}: no such file or folder ({what_to_do})")
     return read_sentences(path, labels), []
 
 

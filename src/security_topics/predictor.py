@@ -24,7 +24,7 @@ from security_topics.errors import ConfigError, is_recoverable
 from security_topics.highlights import HIGHLIGHT_WORDS, occlusion_variants, occlusion_weights, top_spans
 from security_topics.models import load_model
 from security_topics.models.card import CARD_FILE, ModelDirError, TopicModel
-from security_topics.models.runtime import usable_cpus
+from security_topics.models.runtime import cap_threads
 from security_topics.text import has_arabic, is_boilerplate, is_byline, split_sentences
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,7 @@ class Predictor:
         """
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number ≥ 1 or None, got {num_threads!r}")
-        if num_threads is not None and num_threads > usable_cpus():
-            log.warning("num_threads=%d: only %d CPUs are usable, using %d", num_threads, usable_cpus(), usable_cpus())
-            num_threads = usable_cpus()
+        num_threads = cap_threads(num_threads)
         model = load_model(
             resolve_model_dir(path_or_uri, tracking_uri), device=device, precision=precision, num_threads=num_threads
         )

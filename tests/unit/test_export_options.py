@@ -68,6 +68,43 @@ def test_default_threads_leave_half_the_host():
     assert 1 <= default_num_threads() <= max(1, len(os.sched_getaffinity(0)))
 
 
+def test_a_thread_count_over_the_usable_cpus_is_capped_with_a_warning(tmp_path, monkeypatch, caplog):
+    from helpers import fit_tfidf
+
+    from security_topics import Predictor
+    from security_topics.models import runtime
+
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 3)
+    assert runtime.cap_threads(None) is None and runtime.cap_threads(2) == 2
+    with caplog.at_level("WARNING", logger="security_topics.models.runtime"):
+        assert runtime.cap_threads(100_000) == 3
+    assert "num_threads=100000: only 3 CPUs are usable, using 3" in caplog.text
+
+    class Loading(Exception):
+        pass
+
+    def load_model(*args, **kwargs):  # stops at the load: what matters is what it was asked for
+        raise Loading(kwargs["num_threads"])
+
+    monkeypatch.setattr("security_topics.predictor.load_model", load_model)
+    with pytest.raises(Loading) as loading:
+        Predictor.load(fit_tfidf(tmp_path), num_threads=100_000)
+    assert loading.value.args == (3,)  # the model is loaded with the cap, not what was asked
+
+
+def test_export_without_prepared_splits_says_what_to_run(tmp_path):
+    from helpers import fit_tfidf
+
+    from security_topics.export import load_validation
+    from security_topics.labels import LabelSet
+
+    labels = LabelSet.of(ModelCard.load(fit_tfidf(tmp_path / "m")).labels)
+    with pytest.raises(
+        ConfigError, match=r"no such file or folder \(prepare the splits with `python -m security_topics.prepare`"
+    ):
+        load_validation(tmp_path / "data/processed/security_topics", labels)
+
+
 def test_an_exported_ensemble_asks_mlflow_for_onnxruntime_not_torch(tmp_path):
     from security_topics.mlflow_model import requirements
 

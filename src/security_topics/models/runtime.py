@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Padded tokens per forward pass. Cost grows with count × longest, so length-sorted batches capped by
 # tokens waste little on padding: a 20-sentence article (34 tokens on average, one of 96) scored
@@ -34,6 +37,15 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def cap_threads(num_threads: int | None) -> int | None:
+    """At most the usable CPUs, with a warning: more threads than CPUs only contend, and 100,000
+    of them hung a load for minutes. None (the library's or our default) stays None."""
+    if num_threads is not None and num_threads > usable_cpus():
+        log.warning("num_threads=%d: only %d CPUs are usable, using %d", num_threads, usable_cpus(), usable_cpus())
+        return usable_cpus()
+    return num_threads
 
 
 def default_num_threads() -> int:

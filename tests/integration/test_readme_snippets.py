@@ -1,5 +1,6 @@
 """The README's Python snippets run as written (with the pipeline's TF-IDF model standing in for
-models/default, which a fresh clone has not trained yet): the predictor walkthrough and highlights."""
+models/default, which a fresh clone has not trained yet): the predictor walkthrough and highlights,
+and the MLflow pyfunc snippet from another folder."""
 
 import re
 import subprocess
@@ -41,3 +42,24 @@ def test_the_predict_command_lines_run(tfidf_run):
         )
         assert done.returncode == 0, (command, done.stderr[-1000:])
         assert all(line.startswith("{") and '"labels"' in line for line in done.stdout.splitlines()), command
+
+
+def test_the_mlflow_pyfunc_snippet_runs_from_another_folder_and_leaves_no_store_there(tfidf_run, tmp_path):
+    import mlflow
+
+    uri = tfidf_run.cfg.tracking.local_uri
+    mlflow.set_tracking_uri(uri)
+    (run,) = mlflow.search_runs(
+        experiment_names=[tfidf_run.cfg.tracking.experiment],
+        filter_string=f"attributes.run_name = '{tfidf_run.cfg.model.name}-{tfidf_run.dir.name}'",
+        output_format="list",
+    )
+    block = next(b for b in _python_blocks() if "mlflow.pyfunc.load_model" in b)
+    script = block.replace("<run_id>", run.info.run_id)
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "MLFLOW_TRACKING_URI": uri, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "narcotics" in done.stdout  # the printed topics of the captagon sentence
+    assert not list(tmp_path.glob("*.db")) and not (tmp_path / "mlruns").exists()

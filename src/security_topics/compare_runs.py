@@ -1,7 +1,8 @@
 """Compare training runs from the MLflow store in a markdown and CSV table (`security-topics report`).
 
-One row per training run (sweep parents left out): model, key params, training time,
-validation/test/article macro-F1 and per-topic test F1.
+One row per training run (sweep parents left out): model, key params, every parameter a sweep
+set (from the job's `sweep_overrides` tag), training time, validation/test/article macro-F1 and
+per-topic test F1. Run names are unique (a name two runs share gets its run id).
 """
 
 from __future__ import annotations
@@ -79,12 +80,42 @@ def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str =
                 if short not in MODEL_SPECIFIC or short in keep
             }
         )
+        for key, value in swept_parameters(tags.get("sweep_overrides", "")).items():
+            row[PARAMS.get(key, key)] = params.get(key, value)
         row.update({short: metrics.get(key) for key, short in METRICS.items()})
         row.update({f"f1_{label}": metrics[f"test_{label}_f1"] for label in sorted(labels)})
         row["started"] = pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M")
         rows.append(row)
     table = pd.DataFrame(rows)
+    if not table.empty:
+        shared = table["run"].duplicated(keep=False)
+        table.loc[shared, "run"] = table.loc[shared, "run"] + " (" + table.loc[shared, "run_id"] + ")"
+        leading = ["run", "run_id", "sweep", *PARAMS.values()]
+        trailing = [*METRICS.values(), *sorted(c for c in table.columns if c.startswith("f1_")), "started"]
+        swept = [c for c in table.columns if c not in leading and c not in trailing]  # in the order first seen
+        table = table[[c for c in [*leading, *swept, *trailing] if c in table.columns]]
     return table.loc[:, [c for c in table.columns if not (table[c].isna() | (table[c] == "")).all()]]
+
+
+def swept_parameters(overrides: str) -> dict[str, str]:
+    """`key=value` pairs of a job's Hydra overrides, joined by commas (commas inside brackets,
+    braces or quotes belong to a value); `+`/`++`/`~` prefixes dropped."""
+    pairs, depth, quote, start = {}, 0, "", 0
+    for i, char in enumerate(overrides + ","):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth <= 0:
+            key, sep, value = overrides[start:i].partition("=")
+            if sep and key.strip():
+                pairs[key.strip().lstrip("+~")] = value.strip()
+            start = i + 1
+    return pairs
 
 
 def to_markdown(table: pd.DataFrame) -> str:

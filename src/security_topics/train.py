@@ -82,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_lock = _hold_run_dir(run_dir)  # before the MLflow run: a refused training logs nothing
     with (
         run_lock,
-        tracking.start_run(run_name=f"{cfg.model.name}-{run_dir.name}", tags=tags, parent_run_id=parent) as run,
+        tracking.start_run(run_name=_run_name(cfg.model.name, run_dir, sweep), tags=tags, parent_run_id=parent) as run,
     ):
         (run_dir / RUN_FILE).write_text(json.dumps({"run_id": run.info.run_id, "experiment_id": experiment_id}))
         params = {**OmegaConf.to_container(cfg, resolve=True), "world_size": distributed.world_size()}
@@ -166,6 +166,12 @@ def _resumed_from(resume: Path) -> dict[str, str]:
             tags["resumed_from_run"] = json.loads((folder / RUN_FILE).read_text())["run_id"]
             break
     return tags
+
+
+def _run_name(model: str, run_dir: Path, sweep: dict[str, str]) -> str:
+    """`<model>-<run folder>`: unique, as run folders are (a sweep job's folder is only its number, so
+    its sweep's id goes in too)."""
+    return f"{model}-{sweep['sweep_id']}-{run_dir.name}" if sweep else f"{model}-{run_dir.name}"
 
 
 def _sweep_tags() -> dict[str, str]:

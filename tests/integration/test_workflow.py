@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from helpers import FIXTURES, ROOT
 
 from security_topics.compare_runs import write_comparison
@@ -81,7 +82,7 @@ def test_dvc_pipeline_reproduces_skips_and_reruns_what_changed(project_copy):
 
 def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    _run(
+    output = _run(
         [
             str(BIN / "python"),
             "-m",
@@ -97,6 +98,7 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
             f"tracking.uri={uri}",
             "tracking.log_model=false",
             "model.C=1.0,8.0",
+            "review.target=0.9",  # an override that is not one of the report's usual columns
         ],
         ROOT,
     )
@@ -109,8 +111,19 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
     assert sorted(r.data.params["model.C"] for r in children) == ["1.0", "8.0"]
     assert list((tmp_path / "experiments" / "multiruns" / "train").glob("*/0"))  # runs land under experiments/
 
+    # the sweep ends naming its best job on optimized_metric, and saves every job's value
+    scores = {r.data.params["model.C"]: r.data.metrics["val_macro_f1"] for r in children}
+    (best_file,) = (tmp_path / "experiments" / "multiruns" / "train").glob("*/best_job.yaml")
+    best = yaml.safe_load(best_file.read_text())
+    best_c = next(o.removeprefix("model.C=") for o in best["overrides"] if o.startswith("model.C="))
+    assert best["optimized_metric"] == "val_macro_f1" and len(best["jobs"]) == 2
+    assert best["value"] == pytest.approx(scores[best_c]) == pytest.approx(max(scores.values()))
+    assert f"sweep: best job {best['job']} of 2 (2 scored): val_macro_f1 = {best['value']:.4f}" in output
+
     table = write_comparison(uri, "security-topics", tmp_path / "report")
     assert len(table) == 2 and set(table["model"]) == {"tfidf"}
+    assert table["run"].is_unique and all(best_file.parent.name in name for name in table["run"])
+    assert table["review.target"].tolist() == ["0.9", "0.9"] and sorted(table["C"]) == ["1.0", "8.0"]
     markdown = (tmp_path / "report.md").read_text().splitlines()
     assert len(markdown) == 4 and "test_macro_f1" in markdown[0] and "f1_narcotics" in markdown[0]
     assert (tmp_path / "report.csv").read_text().count("\n") == 3

@@ -643,6 +643,17 @@ def _review_target_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default once: not where its help already says it, nor where there is none
+    to show (None, an empty string, an off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, "", False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="security-topics", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -653,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     from security_topics.text import MAX_ARTICLE_CHARS
 
     commands.add_parser = functools.partial(  # every command's --help shows its defaults
-        commands.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        commands.add_parser, formatter_class=_DefaultsHelp
     )
 
     p = commands.add_parser("predict", help="label articles; writes JSON lines")
@@ -718,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="export a transformer or ensemble for fast CPU serving (ONNX)")
     p.add_argument("model_dir", help="a trained model directory (transformer, or an ensemble holding one)")
     p.add_argument("out_dir", help="the exported model directory (replaced if it holds an earlier export)")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="the exported graph's format")
     p.add_argument(
         "--quantize", choices=("none", "int8"), default="none", help="int8: ONNX Runtime dynamic quantisation"
     )
@@ -793,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--near-duplicate", type=float, default=0.8, help="character 5-gram cosine over which two texts are one"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the choice (the same seed, the same sentences)")
     p.add_argument("--tracking-uri", help="MLflow store for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
     p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=("card", "auto", "fp32", "bf16"), default="card", help="see predict")
@@ -802,8 +813,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("review-labels", help="rank labelled rows by how likely their labels are wrong")
     p.add_argument("files", nargs="*", help="labelled sentence files (default: the corpus, data/raw/)")
     p.add_argument("--features", choices=("tfidf", "e5"), default="tfidf", help="the out-of-fold model")
-    p.add_argument("--folds", type=_positive, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=_positive, default=5, help="each row is scored by a model fitted without its fold")
+    p.add_argument("--seed", type=int, default=0, help="seeds the folds")
     p.add_argument("--articles", nargs="*", help="labelled article files (default: the corpus's)")
     p.add_argument("--model", default="models/default", help="for articles: the model whose decisions they meet")
     p.add_argument("--output", default="experiments/label_review", help="issues.csv, summary.json, tasks.json …")
@@ -841,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("report", help="compare MLflow runs in a markdown and CSV table")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI or experiments/mlflow.db")
-    p.add_argument("--experiment", default="security-topics")
+    p.add_argument("--experiment", default="security-topics", help="the MLflow experiment whose runs are compared")
     p.add_argument(
         "--output",
         default="experiments/runs/report",
@@ -852,7 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("params", help="compose configs/ into params.yaml for `dvc repro`")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=tfidf")
-    p.add_argument("--output", default="params.yaml")
+    p.add_argument("--output", default="params.yaml", help="the file written (dvc.yaml reads params.yaml)")
     p.set_defaults(func=params)
     return parser
 

@@ -124,3 +124,21 @@ def test_a_spark_setting_with_the_local_engine_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit, match="--conf sets Spark; it needs --engine spark"):
         main(["score", str(tmp_path), str(tmp_path / "out"), "--conf", "spark.executor.memory=4g"])
     assert not (tmp_path / "out").exists()
+
+
+def test_every_options_help_says_its_default_once_and_never_none():
+    import argparse
+    import re
+
+    from security_topics.cli import build_parser
+
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, parser in commands.choices.items():
+        text = parser.format_help()
+        assert "(default: None)" not in text and "(default: )" not in text, name
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help"
+        # one option's help, joined across wrapped lines, names its default at most once
+        blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
+        assert all(block.count("default:") <= 1 for block in blocks), name

@@ -63,3 +63,29 @@ def test_the_mlflow_pyfunc_snippet_runs_from_another_folder_and_leaves_no_store_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "narcotics" in done.stdout  # the printed topics of the captagon sentence
     assert not list(tmp_path.glob("*.db")) and not (tmp_path / "mlruns").exists()
+
+
+def test_the_local_score_command_line_runs(tfidf_run, tmp_path):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = [x for x in text.splitlines() if x.startswith("security-topics score --model models/default ")]
+    command = (
+        line.split("#")[0]
+        .replace("models/default", str(tfidf_run.model_dir))
+        .replace(" scored.", f" {tmp_path}/scored.")
+    )
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", "-c", command.replace("security-topics ", "security-topics -q ", 1)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.read_table(part).num_rows for part in (tmp_path / "scored.parquet").rglob("*.parquet"))
+    assert rows == sum(
+        1 for x in (ROOT / "data/raw/articles.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()
+    )

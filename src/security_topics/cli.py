@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from security_topics.errors import JSON_ERRORS, ConfigError, ProjectError, is_recoverable
+from security_topics.errors import JSON_ERRORS, ConfigError, ProjectError
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +48,10 @@ def _load(args: argparse.Namespace, **options: Any) -> Any:
     started = time.perf_counter()
     if not args.quiet:
         print(f"loading model {args.model} …", file=sys.stderr, flush=True)
-    try:
-        with _no_collections():
-            from security_topics.predictor import Predictor
+    with _no_collections():
+        from security_topics.predictor import Predictor
 
-            predictor = Predictor.load(args.model, **options)
-    except BaseException as err:
-        if isinstance(err, Exception) or not is_recoverable(err):  # a panic is one line, the rest as ever
-            raise
-        reason = f"{args.model}: the model's tokenizer crashed while loading ({err}); check its tokenizer.json"
-        raise ProjectError(reason) from None
+        predictor = Predictor.load(args.model, **options)  # a crash in a native library is a ModelDirError
     if not args.quiet:
         print(f"loaded {args.model} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return predictor

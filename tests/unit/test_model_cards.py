@@ -128,3 +128,29 @@ def test_bad_ngram_ranges_in_a_tfidf_card_are_one_line(tmp_path, ranges, message
     (model / "security_topics.json").write_text(json.dumps(card))
     with pytest.raises(ModelDirError, match=rf"security_topics.json: field 'settings.{message}"):
         load_model(model)
+
+
+def test_a_native_crash_while_loading_is_one_model_error_for_every_caller(tmp_path, monkeypatch):
+    """A tokenizer whose regex panics in Rust raises a BaseException: it must not escape `score`,
+    `evaluate`, the pyfunc or Spark (all load through `load_model`) as a traceback."""
+    from helpers import PanicException, fit_tfidf
+
+    from security_topics import Predictor
+    from security_topics.models.tfidf import TfidfModel
+
+    model_dir = fit_tfidf(tmp_path / "m")
+
+    def panicking(*args, **kwargs):
+        raise PanicException("regex parse error")
+
+    monkeypatch.setattr(TfidfModel, "load", panicking)
+    message = r"m: a native library crashed while loading the model \(PanicException: regex parse error\)"
+    with pytest.raises(ModelDirError, match=message):
+        Predictor.load(model_dir)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TfidfModel, "load", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # never swallowed
+        Predictor.load(model_dir)

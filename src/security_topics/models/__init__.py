@@ -6,6 +6,7 @@ import importlib
 import stat
 from pathlib import Path
 
+from security_topics.errors import is_recoverable
 from security_topics.models.card import ModelCard, ModelDirError, TopicModel
 
 # family (as written in the card) -> "module:Class"; imported on use, so a TF-IDF model never
@@ -50,7 +51,15 @@ def load_model(
                 return load_model(choice.backend.directory, device, choice.backend.precision, num_threads)
     module, name = FAMILIES[card.family].split(":")
     family = getattr(importlib.import_module(module), name)
-    return family.load(directory, card, device=device, precision=precision, num_threads=num_threads)
+    try:
+        return family.load(directory, card, device=device, precision=precision, num_threads=num_threads)
+    except BaseException as err:  # a Rust panic (a tokenizer's normaliser regex) is a BaseException
+        if isinstance(err, Exception) or not is_recoverable(err):
+            raise
+        raise ModelDirError(
+            f"{directory}: a native library crashed while loading the model ({type(err).__name__}: {err}); "
+            "its tokenizer.json or weights are damaged"
+        ) from None
 
 
 # Size caps per file kind: a model folder whose file is far over them is damaged or hostile (a

@@ -3,9 +3,10 @@ uploads a JSONL file and gets a table and a download of the scored rows; and a J
 
 API (OpenAPI docs at /docs):
 - `POST /v1/articles`: a JSON list of `{id, title?, text}` → `{"results": [{id, ...to_row}],
-  "errors": [{index, id, field, reason, status}]}`. Each bad record gets its own error (status 422)
-  and the good ones are scored all the same; the response is 200 when any record was scored, 422
-  when none was.
+  "errors": [{index, id, field, reason, status}]}`. Each bad record gets its own error (status 422),
+  a record the model fails on (a tokenizer's panic) one with status 500 and no internals, and the
+  others are scored all the same; the response is 200 when any record was scored, else its errors'
+  worst status.
 - `POST /v1/articles.jsonl`: the same for a JSONL body (errors name the line).
 - `POST /v1/explain`: `{title?, text}` → `{"html": the article's section, "result": to_row}`.
 - `GET /healthz`: the model's name and labels.
@@ -49,6 +50,9 @@ class _BodyLimit(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+FAILED = "scoring failed: the model could not score this text (the server logged why)"
+
+
 def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
     app = FastAPI(
         title="security-topics",
@@ -58,10 +62,16 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
     lock = threading.Lock()
 
     def score(rows: list[Any], highlights: int = 0, **options: Any) -> list[Any]:
+        """Each row's result, or in its place the exception that scoring it raised (a tokenizer's
+        Rust panic is a BaseException: it must cost one record, never the server)."""
         with lock:
-            return predictor.predict_articles(
+            results = predictor.predict_each(
                 [r.text for r in rows], [r.title for r in rows], highlights=highlights, **options
             )
+        for row, result in zip(rows, results):
+            if isinstance(result, BaseException):
+                log.error("scoring record %r failed: %s: %s", row.id, type(result).__name__, result)
+        return results
 
     async def body(request: Request) -> bytes:
         data = await request.body()
@@ -91,10 +101,20 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
                 reason = f"{len(r.text)} characters; an article may have at most {MAX_TEXT_CHARS}"
                 errors.append({"index": i, "id": r.id, "line": r.line, "field": "text", "reason": reason})
             else:
-                good.append(r)
-        results = [{"id": r.id, **res.to_row()} for r, res in zip(good, score(good, highlights) if good else [])]
+                good.append((i, r))
         errors = [{**e, "status": 422} for e in errors]
-        return JSONResponse({"results": results, "errors": errors}, status_code=200 if results or not errors else 422)
+        results = []
+        scored = score([r for _, r in good], highlights) if good else []
+        for (i, r), res in zip(good, scored):
+            if isinstance(res, BaseException):
+                errors.append(
+                    {"index": i, "id": r.id, "line": r.line, "field": "text", "reason": FAILED, "status": 500}
+                )
+            else:
+                results.append({"id": r.id, **res.to_row()})
+        errors.sort(key=lambda e: e["index"])
+        status = 200 if results or not errors else max(e["status"] for e in errors)
+        return JSONResponse({"results": results, "errors": errors}, status_code=status)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, err: Exception) -> JSONResponse:
@@ -162,6 +182,8 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
         if len(record.text) > MAX_TEXT_CHARS:
             return JSONResponse({"error": f"text: at most {MAX_TEXT_CHARS} characters"}, status_code=413)
         (result,) = score([record], highlights=HIGHLIGHT_WORDS, max_evidence=0)  # every carrying sentence
+        if isinstance(result, BaseException):
+            raise _Refused(500, FAILED)
         html = render_article(result, record.text, record.title, list(predictor.labels))
         return JSONResponse({"html": html, "result": result.to_row()})
 

@@ -119,12 +119,31 @@ def test_an_internal_error_is_a_plain_500(tmp_path):
     class Broken:
         labels = ["a"]
 
-        def predict_articles(self, *args, **kwargs):
+        def predict_each(self, *args, **kwargs):
             raise RuntimeError("secret internals at /home/x")
 
     with _running(create_app(Broken(), "broken")) as url:
         status, answer = _post(f"{url}/v1/articles", [{"id": "a", "text": "نص"}])
     assert status == 500 and answer == {"error": "internal error: the server logged it"}
+
+
+def test_a_record_the_model_fails_on_costs_only_itself_and_never_the_server(server, monkeypatch):
+    from helpers import BREAKS_THE_TOKENIZER, panic_on_marked_texts
+
+    panic_on_marked_texts(monkeypatch)  # a Rust panic: a BaseException, not an Exception
+    broken = f"{NARCOTICS} {BREAKS_THE_TOKENIZER}"
+    status, answer = _post(
+        f"{server}/v1/articles", [{"id": "a", "text": NARCOTICS}, {"id": "b", "text": broken}, {"id": "c", "text": 5}]
+    )
+    assert status == 200 and [r["id"] for r in answer["results"]] == ["a"]
+    assert [(e["index"], e["id"], e["status"]) for e in answer["errors"]] == [(1, "b", 500), (2, "c", 422)]
+    assert answer["errors"][0]["reason"] == serve_module.FAILED  # no internals
+    status, answer = _post(f"{server}/v1/articles", [{"id": "b", "text": broken}])
+    assert status == 500 and answer["results"] == []
+    status, answer = _post(f"{server}/v1/explain", {"text": broken})
+    assert (status, answer) == (500, {"error": serve_module.FAILED})
+    status, answer = _post(f"{server}/v1/articles", [{"id": "a", "text": NARCOTICS}])  # the server lives on
+    assert status == 200 and "narcotics" in answer["results"][0]["topics"]
 
 
 def test_explain_gives_the_marked_section(server):

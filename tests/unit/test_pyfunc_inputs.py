@@ -45,3 +45,29 @@ def test_a_text_that_breaks_the_model_is_a_failed_row_and_the_others_are_scored(
     frame = pyfunc.predict(None, pd.DataFrame({"text": ["ضبط شحنة كبتاجون.", f"نص {BREAKS_THE_TOKENIZER} المرمّز."]}))
     assert frame["flags"].tolist() == [[], ["failed"]]
     assert "narcotics" in frame["topics"][0] and frame["topics"][1] == []
+
+
+def test_concurrent_requests_each_get_their_own_evidence_cap(pyfunc):
+    """One served model, many requests at once: one request's `max_evidence` never leaks into another's
+    answer (the probe saw 8 of 16 answers with the other request's cap, all HTTP 200)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    article = " ".join(
+        [
+            "ضبطت الشرطة شحنة كبتاجون في ميناء جدة.",
+            "وأعلنت إدارة مكافحة المخدرات توقيف ثلاثة مهربين.",
+            "وقالت إن الحبوب المخدرة كانت مخبأة في شاحنة فواكه.",
+            "وأحيل المتهمون إلى النيابة بتهمة تهريب المخدرات.",
+        ]
+    )
+    frame = pd.DataFrame({"text": [article]})
+
+    def evidence(cap: int) -> list:
+        return pyfunc.predict(None, frame, params={"max_evidence": cap})["evidence"][0]
+
+    expected = {cap: evidence(cap) for cap in (0, 1)}
+    assert len(expected[0]) > len(expected[1]) >= 1  # the caps give different answers for this article
+    caps = [0, 1] * 16
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(evidence, caps))
+    assert all(answer == expected[cap] for cap, answer in zip(caps, answers))

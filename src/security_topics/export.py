@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.atomic import staging_for, swap_into_place
+from security_topics.atomic import hold_lock, staging_for, swap_into_place
 from security_topics.data import Article, Example, read_articles, read_sentences
 from security_topics.decisions import compare, decide, fit_decisions, settings_from_card
 from security_topics.errors import ConfigError, ProjectError
@@ -104,6 +104,11 @@ def export_model(
     check_texts = [e.text for e in sentences[:CHECK_SENTENCES]] or list(FALLBACK_CHECK)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = hold_lock(  # beside out_dir, which is swapped by rename: one export into it at a time
+        out_dir.parent / f".{out_dir.name}.export-lock",
+        f"{out_dir}: another export is writing into it; wait for it, or export into another folder",
+    )
+    _check_replaceable(out_dir, model_dir)  # again, now that no other export can change it
     staging = staging_for(out_dir)
     stage = on_stage or (lambda text: None)  # unique: two exports into one folder never share a half-built one
     report = ExportReport(out_dir)
@@ -154,6 +159,7 @@ def export_model(
         swap_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        lock.close()
     return report
 
 

@@ -33,6 +33,17 @@ def test_export_never_overwrites_a_folder_that_is_not_a_model(tmp_path):
     assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
 
 
+def test_one_export_into_a_folder_at_a_time(tmp_path):
+    from security_topics.atomic import hold_lock
+    from security_topics.export import export_model
+
+    ModelCard("transformer", ["a"], [0.5], {}, settings={"pooling": "mean"}).save(tmp_path / "m")
+    with hold_lock(tmp_path / ".out.export-lock", "held"):  # as a running export holds it
+        with pytest.raises(ConfigError, match=r"out: another export is writing into it"):
+            export_model(tmp_path / "m", tmp_path / "out", validation=None, retune=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*staging*"))
+
+
 @pytest.mark.parametrize("option", [{"per_channel": True}, {"keep_fp32": ["ffn_out"]}])
 def test_per_channel_and_keep_fp32_need_int8(tmp_path, option):
     from security_topics.export import export_model

@@ -92,12 +92,22 @@ def exit_on_project_errors(task: str) -> Callable[[F], F]:
     return decorate
 
 
+# How a full disk reads where it does not arrive as OSError(ENOSPC): SQLite under MLflow's store
+# (SQLITE_FULL), Rust's std::io in safetensors and tokenizers.
+DISK_FULL = ("database or disk is full", "No space left on device", "StorageFull", "os error 28")
+
+
 def _own_error(err: BaseException | None) -> BaseException | None:
-    """The project's error (or OSError) behind `err`, following the chain of causes."""
+    """The project's error (or OSError, or a full disk however a library words it) behind `err`,
+    following the chain of causes."""
     seen = 0
     while err is not None and seen < 10:
         if isinstance(err, (ProjectError, OSError)):
             return err
+        if any(words in str(err) for words in DISK_FULL):
+            return ProjectError(
+                f"the disk is full ({type(err).__name__}: {str(err).splitlines()[0][:200]}); free space and run again"
+            )
         err, seen = err.__cause__ or err.__context__, seen + 1
     return None
 

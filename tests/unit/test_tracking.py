@@ -123,3 +123,41 @@ def test_a_store_without_its_driver_or_a_retired_backend_is_one_line(tmp_path, m
     with pytest.raises(TrackingError, match=r"MLflow store file: is not usable: The filesystem tracking backend"):
         tracking.configure("file:", "x")
     assert list(tmp_path.iterdir()) == []  # nothing left behind where the command ran
+
+
+def test_a_full_disk_is_one_line_however_the_library_words_it(tmp_path, capsys):
+    """SQLite under MLflow's store says SQLITE_FULL, safetensors says Rust's 'os error 28': neither is an
+    OSError, and both must end a command in one line, not a traceback."""
+    import sqlite3
+
+    from safetensors import SafetensorError
+
+    from security_topics.errors import exit_on_project_errors
+
+    db = sqlite3.connect(tmp_path / "store.db")
+    db.execute("create table runs (x blob)")
+    db.execute("pragma max_page_count = 2")  # a real SQLITE_FULL, as a full disk under the store gives
+    try:
+        db.execute("insert into runs values (?)", (b"x" * 100_000,))
+    except sqlite3.OperationalError as err:
+        full = err
+    assert str(full) == "database or disk is full"
+
+    def logging_a_run():
+        try:
+            raise full
+        except sqlite3.OperationalError as err:  # as MLflow wraps SQLAlchemy's wrapping of it
+            raise RuntimeError("(sqlite3.OperationalError) database or disk is full [SQL: INSERT …]") from err
+
+    def saving_weights():
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    for fails, words in (
+        (logging_a_run, "RuntimeError: (sqlite3.OperationalError) database or disk is full"),
+        (saving_weights, "SafetensorError: Error while serializing: I/O error: No space left"),
+    ):
+        with pytest.raises(SystemExit) as ended:
+            exit_on_project_errors("train")(fails)()
+        err = capsys.readouterr().err
+        assert ended.value.code == 1 and err.count("\n") == 1
+        assert err.startswith("train: the disk is full (") and words in err and "free space and run again" in err

@@ -2,11 +2,15 @@
 And hold a folder for one job at a time.
 
 A kill or a full disk while a model is saved then leaves the previous model as it was (and a hidden
-staging folder that the next save clears), never an empty folder or a mix of two models.
+staging folder that the next save into the same place clears), never an empty folder or a mix of two
+models. On Linux the old and new folders trade places in one `renameat2(RENAME_EXCHANGE)`, so there is
+no moment without a model; elsewhere the old one is renamed aside first, and a save that died between
+the two renames is put back by the next.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -17,23 +21,71 @@ from security_topics.errors import ConfigError
 
 
 def staging_for(target: Path) -> Path:
-    """A fresh hidden sibling of `target` to build the new folder in (unique per process and call)."""
+    """A fresh hidden sibling of `target` to build the new folder in (unique per process and call).
+    What earlier saves into `target` left behind is cleared first: staging folders of processes that
+    are gone, and an earlier `target` that a save killed between two renames left aside is put back."""
+    _clear_leftovers(target)
     return target.with_name(f".{target.name}.staging-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def swap_into_place(staging: Path, target: Path) -> None:
-    """Flush every file of `staging` to disk, then put it where `target` is; an earlier `target` is
-    renamed aside first and removed only once the new one is in place."""
+    """Flush every file of `staging` to disk, then put it where `target` is: the two trade places in
+    one step where the system can (Linux), else an earlier `target` is renamed aside first; the old
+    folder is removed only once the new one is in place."""
     for path in sorted(staging.rglob("*")):
         if path.is_file() and not path.is_symlink():
             with open(path, "rb") as stream:
                 os.fsync(stream.fileno())
+    if target.exists() and _exchange(staging, target):
+        _fsync_dir(target.parent)
+        shutil.rmtree(staging, ignore_errors=True)  # it holds the earlier folder now
+        return
     retired = staging.with_name(staging.name + ".old")
     if target.exists():
         target.rename(retired)
     staging.rename(target)
     _fsync_dir(target.parent)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where the system or
+    file system has no such call (the caller falls back to two renames)."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a))
+
+
+def _clear_leftovers(target: Path) -> None:
+    prefix = f".{target.name}.staging-"
+    for path in sorted(target.parent.glob(prefix + "*")) if target.parent.is_dir() else []:
+        pid = path.name.removeprefix(prefix).split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.name.endswith(".old") and not target.exists():
+            path.rename(target)  # the earlier folder, set aside by a save that died before its swap
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

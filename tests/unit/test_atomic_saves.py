@@ -27,6 +27,36 @@ def test_a_swap_puts_the_new_folder_in_place_and_leaves_nothing_beside_it(tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def test_on_linux_the_folders_trade_places_in_one_step(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    target = _folder(tmp_path / "model", **{"card.json": "old"})
+    staging = _folder(staging_for(target), **{"card.json": "new"})
+
+    def no_rename(self, other):  # the two-rename fallback would leave a moment with no model
+        raise AssertionError(f"renamed {self} to {other}")
+
+    monkeypatch.setattr(Path, "rename", no_rename)
+    swap_into_place(staging, target)
+    assert (target / "card.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_the_next_save_puts_back_a_model_left_aside_and_clears_dead_staging(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has ended
+    target = tmp_path / "model"
+    _folder(tmp_path / f".model.staging-{dead}-ab12.old", **{"card.json": "old"})  # killed between renames
+    _folder(tmp_path / f".model.staging-{dead}-cd34", **{"card.json": "half"})  # killed while copying
+    live = _folder(tmp_path / f".model.staging-{os.getpid()}-ef56", **{"card.json": "busy"})  # still saving
+    fresh = staging_for(target)
+    assert (target / "card.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name]) and not fresh.exists()
+
+
 def test_a_save_killed_by_a_full_disk_keeps_the_earlier_model_whole(tmp_path, monkeypatch):
     earlier = fit_tfidf(tmp_path / "earlier")
     newer = fit_tfidf(tmp_path / "newer")

@@ -140,13 +140,16 @@ def test_a_version_1_model_directory_still_loads(tfidf_run, tmp_path):
 
 
 @pytest.mark.parametrize("run", ["tfidf_run", "tiny_run"])
-def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request):
+def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request, capfd, monkeypatch):
     run = request.getfixturevalue(run)
     articles = _splits(run.cfg).articles["test"][:4]
     texts, titles = [a.text for a in articles], [a.title for a in articles]
     local = Predictor.load(run.model_dir).predict_articles(texts, titles)
     run_id = _run_of(run).info.run_id
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    capfd.readouterr()
     remote = Predictor.load(f"runs:/{run_id}/model").predict_articles(texts, titles)
+    assert "Downloading artifacts" not in capfd.readouterr().err  # no bar on stderr at every runs:/ load
     assert [r.to_dict() for r in local] == [r.to_dict() for r in remote]
 
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")

@@ -142,3 +142,27 @@ def test_every_options_help_says_its_default_once_and_never_none():
         # one option's help, joined across wrapped lines, names its default at most once
         blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
         assert all(block.count("default:") <= 1 for block in blocks), name
+
+
+def test_predict_says_it_is_loading_shows_a_bar_with_its_total_and_q_silences_both(tmp_path, capsys):
+    from helpers import fit_tfidf
+
+    from security_topics.cli import PREDICT_CHUNK
+
+    model = str(fit_tfidf(tmp_path / "m"))
+    n = PREDICT_CHUNK + 8  # more than one chunk: a bar
+    source = tmp_path / "many.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "text": ARTICLE}, ensure_ascii=False) + "\n" for i in range(n)))
+    main(["predict", str(source), "--model", model, "--output", str(tmp_path / "out.jsonl")])
+    err = capsys.readouterr().err
+    assert f"loading model {model} …" in err and f"loaded {model} in " in err
+    assert "predict: 100%" in err and f"{n}/{n}" in err  # the bar ends at its total
+    main(["-q", "predict", str(source), "--model", model, "--output", str(tmp_path / "out.jsonl")])
+    assert capsys.readouterr().err == ""
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == n
+
+
+def test_params_says_what_it_wrote(tmp_path, capsys):
+    main(["params", "model=tfidf", "--output", str(tmp_path / "params.yaml")])
+    assert capsys.readouterr().out == f"wrote {tmp_path / 'params.yaml'} with model=tfidf\n"
+    assert "name: tfidf" in (tmp_path / "params.yaml").read_text()

@@ -111,6 +111,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
         metrics.update(train_seconds=train_seconds)
         tracking.log_metrics(metrics)
+        tracking.set_tags({"mlflow.note.content": describe_run(cfg.model.name, precisions, metrics)})
         tracking.log_artifacts(run_dir / "eval", "eval")
         uri = log_model(model_dir, cfg.tracking.registered_model_name) if cfg.tracking.log_model else None
     log.info("MLflow run %s; run folder %s; evaluation files %s", run.info.run_id, run_dir, run_dir / "eval")
@@ -133,6 +134,24 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.get("article_real_macro_f1", float("nan")),
         )
     return metrics
+
+
+def describe_run(model: str, precisions: dict[str, str], metrics: dict[str, float]) -> str:
+    """The run's one-line description in the MLflow UI: what was trained and the figures people compare."""
+    figures = [
+        f"{name} {metrics[key]:.3f}"
+        for key, name in (
+            ("val_macro_f1", "val macro-F1"),
+            ("val_real_macro_f1", "val real news"),
+            ("test_macro_f1", "test"),
+            ("article_macro_f1", "test articles"),
+            ("test_real_macro_f1", "test_real"),
+        )
+        if key in metrics
+    ]
+    trained = precisions.get("train_precision")
+    name = f"{model}, trained in {trained}" if trained else model
+    return " · ".join([name, *figures, f"{metrics['train_seconds']:.0f} s"])
 
 
 def _precisions(model: Any) -> dict[str, str]:

@@ -145,7 +145,13 @@ def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request, 
     articles = _splits(run.cfg).articles["test"][:4]
     texts, titles = [a.text for a in articles], [a.title for a in articles]
     local = Predictor.load(run.model_dir).predict_articles(texts, titles)
-    run_id = _run_of(run).info.run_id
+    logged = _run_of(run)
+    run_id = logged.info.run_id
+    description = logged.data.tags["mlflow.note.content"]  # the run's line in the MLflow UI
+    assert (
+        description.startswith(f"{run.cfg.model.name}")
+        and f"val macro-F1 {run.metrics['val_macro_f1']:.3f}" in description
+    )
     monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     capfd.readouterr()
     remote = Predictor.load(f"runs:/{run_id}/model").predict_articles(texts, titles)

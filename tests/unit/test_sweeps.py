@@ -1,4 +1,5 @@
-"""Sweeps: the best job is named, and the report reads every parameter a job's overrides set."""
+"""Comparing runs: the best job of a sweep is named, the report reads every parameter a job's overrides
+set, and each run has a one-line description."""
 
 from security_topics.compare_runs import swept_parameters
 from security_topics.sweeps import best_job
@@ -27,3 +28,13 @@ def test_swept_parameters_split_on_commas_outside_brackets_and_quotes():
         "x.y": "{k: 1, j: 2}",
     }
     assert swept_parameters("") == {}
+
+
+def test_a_runs_description_names_the_model_its_precision_and_the_compared_figures():
+    from security_topics.train import describe_run
+
+    metrics = {"val_macro_f1": 0.91734, "test_macro_f1": 0.962, "article_macro_f1": 0.975, "train_seconds": 1103.4}
+    assert describe_run("e5_tfidf", {"train_precision": "bf16", "precision": "bf16"}, metrics) == (
+        "e5_tfidf, trained in bf16 · val macro-F1 0.917 · test 0.962 · test articles 0.975 · 1103 s"
+    )
+    assert describe_run("tfidf", {}, {"val_macro_f1": 0.8, "train_seconds": 2.0}) == "tfidf · val macro-F1 0.800 · 2 s"

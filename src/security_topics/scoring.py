@@ -50,6 +50,7 @@ ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS"
 LOCK_FILE = ".lock"  # held by the job writing OUTPUT (score_local)
 DEFAULT_BATCH_SIZE = 256  # articles per part: a kill loses at most one part's work
+PROGRESS_ARTICLES = 32  # articles scored between two moves of the progress bar (scores are the same in any batch)
 
 EVIDENCE_TYPE = pa.struct(
     [
@@ -459,10 +460,11 @@ def score_local(
     max_chars: int = MAX_ARTICLE_CHARS,
 ) -> ScoreSummary:
     """Score every article of INPUT into the OUTPUT folder, `batch_size` articles per part, in one
-    process. Resumable: ids already in OUTPUT are skipped. `on_progress(n)` is called after each
-    part with the number of records it read since the last call (scored, skipped or errors: a
-    progress bar whose total is `count_records(INPUT)`). Articles over `max_chars`
-    characters are error rows. One job writes an OUTPUT at a time (a lock file in it)."""
+    process. Resumable: ids already in OUTPUT are skipped. `on_progress(n)` is called after every
+    PROGRESS_ARTICLES articles scored and after each part, with the number of records read since the
+    last call (scored, skipped or errors: a progress bar whose total is `count_records(INPUT)`).
+    Articles over `max_chars` characters are error rows. One job writes an OUTPUT at a time (a lock
+    file in it)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
     input_files(input_path)  # a wrong input fails before the model loads
@@ -489,8 +491,15 @@ def score_local(
     read = [0, 0]  # records read, and reported to on_progress
 
     def flush() -> None:
-        rows, failed = score_isolated(predictor, pending, model_info) if pending else ([], [])
-        errors.extend(failed)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(pending), PROGRESS_ARTICLES):  # the bar moves per batch, the part is written whole
+            chunk = pending[start : start + PROGRESS_ARTICLES]
+            scored, failed = score_isolated(predictor, chunk, model_info)
+            rows.extend(scored)
+            errors.extend(failed)
+            if on_progress is not None:
+                on_progress(len(chunk))
+                read[1] += len(chunk)
         writer.write(rows, errors)
         summary.scored += len(rows)
         summary.errors += len(errors)

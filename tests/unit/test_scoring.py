@@ -318,6 +318,16 @@ def test_progress_counts_every_record_read_up_to_the_inputs_count(model_dir, art
     assert sum(again) == 7
 
 
+def test_the_bar_moves_per_batch_of_articles_not_per_part(model_dir, articles, tmp_path, monkeypatch):
+    monkeypatch.setattr(scoring, "PROGRESS_ARTICLES", 3)
+    source = _jsonl(tmp_path / "in.jsonl", articles[:8])
+    seen: list[int] = []
+    summary = score_local(model_dir, source, tmp_path / "out", batch_size=100, on_progress=seen.append)  # one part
+    assert summary.parts == 1 and seen[:3] == [3, 3, 2] and sum(seen) == 8
+    expected = score_local(model_dir, source, tmp_path / "whole", batch_size=100)  # one batch: the same rows
+    assert read_output(tmp_path / "out") == read_output(tmp_path / "whole") and expected.scored == 8
+
+
 def test_a_record_that_breaks_the_model_is_an_error_row_and_the_archive_goes_on(model_dir, tmp_path, monkeypatch):
     from helpers import BREAKS_THE_TOKENIZER, panic_on_marked_texts
 

@@ -15,6 +15,14 @@ from security_topics.models.card import ModelCard, Scores
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
+# The test corpus in place of the project's, as overrides of any entry point.
+FIXTURE_DATA = (
+    "data=fixture",
+    f"data.sentences={FIXTURES / 'sentences.csv'}",
+    f"data.articles={FIXTURES / 'articles.jsonl'}",
+    f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
+    f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
+)
 
 
 def compose_config(name: str, workspace: Path, *overrides: str) -> DictConfig:
@@ -24,11 +32,7 @@ def compose_config(name: str, workspace: Path, *overrides: str) -> DictConfig:
             name,
             overrides=[
                 f"paths.root_dir={workspace}",
-                "data=fixture",
-                f"data.sentences={FIXTURES / 'sentences.csv'}",
-                f"data.articles={FIXTURES / 'articles.jsonl'}",
-                f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
-                f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
+                *FIXTURE_DATA,
                 f"output_dir={workspace / 'out'}",  # ${hydra:runtime.output_dir} exists only in a Hydra run
                 *overrides,
             ],

@@ -70,7 +70,7 @@ def _clear_leftovers(target: Path) -> None:
     prefix = f".{target.name}.staging-"
     for path in sorted(target.parent.glob(prefix + "*")) if target.parent.is_dir() else []:
         pid = path.name.removeprefix(prefix).split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         if path.name.endswith(".old") and not target.exists():
             path.rename(target)  # the earlier folder, set aside by a save that died before its swap
@@ -78,13 +78,14 @@ def _clear_leftovers(target: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (owned by anyone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # exists, owned by someone else
     return True
 
 

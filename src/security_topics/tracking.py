@@ -19,6 +19,7 @@ from typing import Any
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from security_topics.atomic import process_alive
 from security_topics.errors import Terminated, TrackingError
 
 log = logging.getLogger(__name__)
@@ -203,23 +204,13 @@ def close_dead_runs(experiment_id: str) -> list[str]:
     closed = []
     for found in runs:
         pid = found.data.tags.get("pid", "")
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         client.set_tag(found.info.run_id, "closed_by", f"pid {os.getpid()}: process {pid} on {host} had died")
         client.set_terminated(found.info.run_id, status="KILLED")
         log.warning("MLflow run %s was left RUNNING by process %s, which died: marked KILLED", found.info.run_id, pid)
         closed.append(found.info.run_id)
     return closed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: str = "") -> None:

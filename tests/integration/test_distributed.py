@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import FIXTURES, ROOT
+from helpers import FIXTURE_DATA, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +25,7 @@ def _train(launcher: list[str], workspace: Path, name: str, *overrides: str) -> 
         "model.encoder.dropout=0",
         "trainer.sampling=random",
         "trainer.epochs=6",
-        "data=fixture",
-        f"data.sentences={FIXTURES / 'sentences.csv'}",
-        f"data.articles={FIXTURES / 'articles.jsonl'}",
-        f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
-        f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
+        *FIXTURE_DATA,
         f"paths.root_dir={workspace}",
         "save_dir=null",
         "tracking.log_model=false",

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import FIXTURES, ROOT
+from helpers import FIXTURE_DATA, ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,8 @@ def test_a_full_disk_under_the_store_or_the_run_folder_is_one_line(full_disk, tm
         "-m",
         "security_topics.train",
         "model=tfidf",
-        "data=fixture",
+        *FIXTURE_DATA,
         f"paths.root_dir={tmp_path}",
-        f"data.sentences={FIXTURES / 'sentences.csv'}",
-        f"data.articles={FIXTURES / 'articles.jsonl'}",
-        f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
-        f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
         "tracking.log_model=false",
         "save_dir=null",
         *on_disk,

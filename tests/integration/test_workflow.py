@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from helpers import FIXTURES, ROOT
+from helpers import FIXTURE_DATA, ROOT
 
 from security_topics.compare_runs import write_comparison
 from security_topics.params import compose_params
@@ -89,12 +89,8 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
             "security_topics.train",
             "-m",
             "model=tfidf",
-            "data=fixture",
+            *FIXTURE_DATA,
             f"paths.root_dir={tmp_path}",
-            f"data.sentences={FIXTURES / 'sentences.csv'}",
-            f"data.articles={FIXTURES / 'articles.jsonl'}",
-            f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
-            f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
             f"tracking.uri={uri}",
             "tracking.log_model=false",
             "model.C=1.0,8.0",

@@ -71,7 +71,11 @@ def _read_articles(source: str, fmt: str) -> tuple[list[dict[str, Any]], list[Pr
     if fmt == "jsonl":
         raise ConfigError("predict: give JSONL as a file, not on stdin")
     if source == "-":
-        return [{"id": "stdin", "text": decode_text(sys.stdin.buffer.read(), "<stdin>")}], []  # as a file is read
+        if sys.stdin is None:
+            raise ConfigError("predict -: there is no standard input here; give a file")
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, checked as a file's are; a text stream is already text
+        text = decode_text(stream.read(), "<stdin>") if stream is not None else sys.stdin.read()
+        return [{"id": "stdin", "text": text}], []
     return [{"id": Path(source).stem, "text": read_text(source)}], []
 
 

@@ -11,13 +11,19 @@ the two renames is put back by the next.
 from __future__ import annotations
 
 import errno
+import hashlib
+import logging
 import os
+import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import IO
 
 from security_topics.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def staging_for(target: Path) -> Path:
@@ -25,7 +31,7 @@ def staging_for(target: Path) -> Path:
     What earlier saves into `target` left behind is cleared first: staging folders of processes that
     are gone, and an earlier `target` that a save killed between two renames left aside is put back."""
     _clear_leftovers(target)
-    return target.with_name(f".{target.name}.staging-{os.getpid()}-{secrets.token_hex(4)}")
+    return target.with_name(f".{target.name}.staging-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def swap_into_place(staging: Path, target: Path) -> None:
@@ -48,6 +54,11 @@ def swap_into_place(staging: Path, target: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+# This host, in staging names: a process id means something only on the host that wrote it (a model
+# folder on a shared volume may be saved from several).
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where the system or
     file system has no such call (the caller falls back to two renames)."""
@@ -61,28 +72,36 @@ def _exchange(a: Path, b: Path) -> bool:
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
     code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):  # EPERM: a seccomp filter
         return False
     raise OSError(code, os.strerror(code), str(a))
 
 
 def _clear_leftovers(target: Path) -> None:
-    prefix = f".{target.name}.staging-"
-    for path in sorted(target.parent.glob(prefix + "*")) if target.parent.is_dir() else []:
-        pid = path.name.removeprefix(prefix).split("-", 1)[0]
-        if not pid.isdigit() or process_alive(int(pid)):
-            continue
-        if path.name.endswith(".old") and not target.exists():
-            path.rename(target)  # the earlier folder, set aside by a save that died before its swap
-        else:
-            shutil.rmtree(path, ignore_errors=True)
+    """Best effort: a leftover that cannot be cleared now is left for a later save, never an error."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.staging-{_HOST}-(\d+)-[0-9a-f]{{8}}(\.old)?")
+    try:
+        leftovers = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return
+    for path in leftovers:
+        match = pattern.fullmatch(path.name)
+        try:
+            if process_alive(int(match[1])):
+                continue
+            if match[2] and not os.path.lexists(target):
+                path.rename(target)  # the earlier folder, set aside by a save that died before its swap
+            else:
+                shutil.rmtree(path)
+        except (OSError, OverflowError) as err:
+            log.warning("%s: left as it is (%s)", path, err)
 
 
 def process_alive(pid: int) -> bool:
     """Whether process `pid` runs on this host (owned by anyone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True  # exists, owned by someone else

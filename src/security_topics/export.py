@@ -108,11 +108,12 @@ def export_model(
         out_dir.parent / f".{out_dir.name}.export-lock",
         f"{out_dir}: another export is writing into it; wait for it, or export into another folder",
     )
-    _check_replaceable(out_dir, model_dir)  # again, now that no other export can change it
-    staging = staging_for(out_dir)
-    stage = on_stage or (lambda text: None)  # unique: two exports into one folder never share a half-built one
+    staging = None
+    stage = on_stage or (lambda text: None)
     report = ExportReport(out_dir)
     try:
+        _check_replaceable(out_dir, model_dir)  # again, now that no other export can change it
+        staging = staging_for(out_dir)  # unique: two exports into one folder never share a half-built one
         provenance = {
             "format": fmt,
             "opset": OPSET,
@@ -158,8 +159,9 @@ def export_model(
             model.card.save(staging)
         swap_into_place(staging, out_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        lock.close()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        lock.close()  # on every way out: a process that goes on (a notebook, serve) must not keep it
     return report
 
 

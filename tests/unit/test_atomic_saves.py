@@ -30,6 +30,12 @@ def test_a_swap_puts_the_new_folder_in_place_and_leaves_nothing_beside_it(tmp_pa
 def test_on_linux_the_folders_trade_places_in_one_step(tmp_path, monkeypatch):
     from pathlib import Path
 
+    from security_topics.atomic import _exchange
+
+    if not _exchange(_folder(tmp_path / "probe-a"), _folder(tmp_path / "probe-b")):
+        pytest.skip("this system or file system has no renameat2(RENAME_EXCHANGE)")
+    shutil.rmtree(tmp_path / "probe-a")
+    shutil.rmtree(tmp_path / "probe-b")
     target = _folder(tmp_path / "model", **{"card.json": "old"})
     staging = _folder(staging_for(target), **{"card.json": "new"})
 
@@ -48,13 +54,20 @@ def test_the_next_save_puts_back_a_model_left_aside_and_clears_dead_staging(tmp_
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = int(gone.stdout)  # a process that has ended
+    from security_topics.atomic import _HOST
+
     target = tmp_path / "model"
-    _folder(tmp_path / f".model.staging-{dead}-ab12.old", **{"card.json": "old"})  # killed between renames
-    _folder(tmp_path / f".model.staging-{dead}-cd34", **{"card.json": "half"})  # killed while copying
-    live = _folder(tmp_path / f".model.staging-{os.getpid()}-ef56", **{"card.json": "busy"})  # still saving
+    _folder(tmp_path / f".model.staging-{_HOST}-{dead}-0000ab12.old", **{"card.json": "old"})  # killed between renames
+    _folder(tmp_path / f".model.staging-{_HOST}-{dead}-0000cd34", **{"card.json": "half"})  # killed while copying
+    kept = [
+        _folder(tmp_path / f".model.staging-{_HOST}-{os.getpid()}-0000ef56", **{"card.json": "busy"}),  # saving now
+        _folder(tmp_path / f".model.staging-0badc0de-{dead}-0000ef57", **{"card.json": "x"}),  # another host's
+        _folder(tmp_path / f".model.x.staging-{_HOST}-{dead}-0000ef58", **{"card.json": "y"}),  # another target's
+    ]
     fresh = staging_for(target)
     assert (target / "card.json").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name]) and not fresh.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", *(p.name for p in kept)])
+    assert not fresh.exists()
 
 
 def test_a_save_killed_by_a_full_disk_keeps_the_earlier_model_whole(tmp_path, monkeypatch):

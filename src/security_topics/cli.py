@@ -647,7 +647,8 @@ class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, "", False, argparse.SUPPRESS):
+        default = action.default
+        if "default:" in text or default is None or default is False or default in ("", [], argparse.SUPPRESS):
             return text
         return super()._get_help_string(action)
 
@@ -854,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         default="experiments/runs/report",
-        help="writes OUTPUT.md and OUTPUT.csv (default: git-ignored; the committed table is experiments/report)",
+        help="writes OUTPUT.md and OUTPUT.csv (the default is git-ignored; the committed table is experiments/report)",
     )
     p.add_argument("--filter", default="", help="an MLflow search filter, e.g. \"tags.model = 'tfidf'\"")
     p.set_defaults(func=report)

@@ -139,6 +139,11 @@ def test_every_options_help_says_its_default_once_and_never_none():
         for action in parser._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings[0]} has no help"
+                if action.default not in (None, False, "", []) and "default:" not in action.help:
+                    shown = "".join(parser.format_help().split())  # wrapping may break a value anywhere
+                    assert "".join(f"(default: {action.default})".split()) in shown, (
+                        f"{name} {action.option_strings[0]}"
+                    )
         # one option's help, joined across wrapped lines, names its default at most once
         blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
         assert all(block.count("default:") <= 1 for block in blocks), name

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -94,7 +95,10 @@ def exit_on_project_errors(task: str) -> Callable[[F], F]:
 
 # How a full disk reads where it does not arrive as OSError(ENOSPC): SQLite under MLflow's store
 # (SQLITE_FULL), Rust's std::io in safetensors and tokenizers.
-DISK_FULL = ("database or disk is full", "No space left on device", "StorageFull", "os error 28")
+DISK_FULL = re.compile(
+    r"\(sqlite3\.OperationalError\) database or disk is full|^database or disk is full$|"
+    r"No space left on device|\(os error 28\)"
+)
 
 
 def _own_error(err: BaseException | None) -> BaseException | None:
@@ -104,7 +108,7 @@ def _own_error(err: BaseException | None) -> BaseException | None:
     while err is not None and seen < 10:
         if isinstance(err, (ProjectError, OSError)):
             return err
-        if any(words in str(err) for words in DISK_FULL):
+        if DISK_FULL.search(str(err)) and type(err).__name__ != "RestException":  # a server's disk is not ours
             return ProjectError(
                 f"the disk is full ({type(err).__name__}: {str(err).splitlines()[0][:200]}); free space and run again"
             )

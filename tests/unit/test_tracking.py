@@ -161,3 +161,14 @@ def test_a_full_disk_is_one_line_however_the_library_words_it(tmp_path, capsys):
         err = capsys.readouterr().err
         assert ended.value.code == 1 and err.count("\n") == 1
         assert err.startswith("train: the disk is full (") and words in err and "free space and run again" in err
+
+
+def test_only_a_full_disk_reads_as_one():
+    from security_topics.errors import _own_error
+
+    class RestException(Exception):  # as MLflow's client raises what a tracking server answered
+        pass
+
+    assert _own_error(RuntimeError("I/O error (os error 280)")) is None
+    assert _own_error(RestException("INTERNAL_ERROR: (sqlite3.OperationalError) database or disk is full")) is None
+    assert "the disk is full" in str(_own_error(RuntimeError("I/O error: No space left on device (os error 28)")))

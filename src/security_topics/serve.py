@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from security_topics.errors import JSON_ERRORS, json_problem
+from security_topics.errors import JSON_ERRORS, ConfigError, json_problem
 from security_topics.explain import STYLE, render_article
 from security_topics.highlights import HIGHLIGHT_WORDS
 from security_topics.predictor import Predictor
@@ -66,11 +66,15 @@ def create_app(predictor: Predictor, model_name: str = "model") -> FastAPI:
         Rust panic is a BaseException: it must cost one record, never the server)."""
         with lock:
             results = predictor.predict_each(
-                [r.text for r in rows], [r.title for r in rows], highlights=highlights, **options
+                [r.text for r in rows],
+                [r.title for r in rows],
+                highlights=highlights,
+                propagate=(ConfigError,),
+                **options,
             )
         for row, result in zip(rows, results):
             if isinstance(result, BaseException):
-                log.error("scoring record %r failed: %s: %s", row.id, type(result).__name__, result)
+                log.error("scoring record %r failed", row.id, exc_info=result)
         return results
 
     async def body(request: Request) -> bytes:

@@ -1,8 +1,10 @@
 """Compare training runs from the MLflow store in a markdown and CSV table (`security-topics report`).
 
-One row per training run (sweep parents left out): model, key params, every parameter a sweep
-set (from the job's `sweep_overrides` tag), training time, validation/test/article macro-F1 and
-per-topic test F1. Run names are unique (a name two runs share gets its run id).
+One row per training run (sweep parents left out): model, key params, every parameter a sweep set
+that differs between the runs (from the jobs' `sweep_overrides` tags; never `tracking.*`, `paths.*`
+or `hydra.*`, which say where runs were kept and may hold credentials), training time,
+validation/test/article macro-F1 and per-topic test F1. Run names are unique (a name two runs share
+gets its run id).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ METRICS = {
     "article_rule_cv_max_macro_f1": "val_art_cv_max",
     "article_rule_cv_logistic_macro_f1": "val_art_cv_logistic",
 }
+# Overrides never reported: where runs were stored and read from (a tracking URI may hold credentials).
+UNREPORTED = {"tracking", "paths", "hydra"}
 # Columns that only mean something for one family (a TF-IDF run has no epochs, a transformer no C).
 FAMILY_COLUMNS = {
     "TfidfRecipe": {"C"},
@@ -81,7 +85,8 @@ def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str =
             }
         )
         for key, value in swept_parameters(tags.get("sweep_overrides", "")).items():
-            row[PARAMS.get(key, key)] = params.get(key, value)
+            if key.split(".")[0] not in UNREPORTED and key not in PARAMS and key not in row:
+                row[key] = params.get(key, value)
         row.update({short: metrics.get(key) for key, short in METRICS.items()})
         row.update({f"f1_{label}": metrics[f"test_{label}_f1"] for label in sorted(labels)})
         row["started"] = pd.Timestamp(run.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M")
@@ -93,6 +98,7 @@ def collect_runs(tracking_uri: str | None, experiment: str, filter_string: str =
         leading = ["run", "run_id", "sweep", *PARAMS.values()]
         trailing = [*METRICS.values(), *sorted(c for c in table.columns if c.startswith("f1_")), "started"]
         swept = [c for c in table.columns if c not in leading and c not in trailing]  # in the order first seen
+        swept = [c for c in swept if table[c].astype(str).nunique(dropna=False) > 1]  # one value for all: no comparison
         table = table[[c for c in [*leading, *swept, *trailing] if c in table.columns]]
     return table.loc[:, [c for c in table.columns if not (table[c].isna() | (table[c] == "")).all()]]
 

@@ -94,7 +94,7 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
             f"tracking.uri={uri}",
             "tracking.log_model=false",
             "model.C=1.0,8.0",
-            "review.target=0.9",  # an override that is not one of the report's usual columns
+            "review.target=0.9,0.95",  # swept, and not one of the report's usual columns
         ],
         ROOT,
     )
@@ -102,24 +102,32 @@ def test_multirun_jobs_are_grouped_in_mlflow_and_reported(tmp_path):
     runs = mlflow.search_runs(experiment_names=["security-topics"], output_format="list")
     parents = [r for r in runs if r.data.tags.get("sweep_parent") == "true"]
     children = [r for r in runs if r.data.tags.get("stage") == "train"]
-    assert len(parents) == 1 and len(children) == 2
+    assert len(parents) == 1 and len(children) == 4
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
-    assert sorted(r.data.params["model.C"] for r in children) == ["1.0", "8.0"]
+    assert sorted(r.data.params["model.C"] for r in children) == ["1.0", "1.0", "8.0", "8.0"]
     assert list((tmp_path / "experiments" / "multiruns" / "train").glob("*/0"))  # runs land under experiments/
 
     # the sweep ends naming its best job on optimized_metric, and saves every job's value
-    scores = {r.data.params["model.C"]: r.data.metrics["val_macro_f1"] for r in children}
+    scores = {r.data.params["model.C"]: r.data.metrics["val_macro_f1"] for r in children}  # the target moves no F1
     (best_file,) = (tmp_path / "experiments" / "multiruns" / "train").glob("*/best_job.yaml")
     best = yaml.safe_load(best_file.read_text())
     best_c = next(o.removeprefix("model.C=") for o in best["overrides"] if o.startswith("model.C="))
-    assert best["optimized_metric"] == "val_macro_f1" and len(best["jobs"]) == 2
+    assert best["optimized_metric"] == "val_macro_f1" and len(best["jobs"]) == 4
     assert best["value"] == pytest.approx(scores[best_c]) == pytest.approx(max(scores.values()))
-    assert f"sweep: best job {best['job']} of 2 (2 scored): val_macro_f1 = {best['value']:.4f}" in output
+    assert f"sweep: best job {best['job']} of 4 (4 scored): val_macro_f1 = {best['value']:.4f}" in output
 
     table = write_comparison(uri, "security-topics", tmp_path / "report")
-    assert len(table) == 2 and set(table["model"]) == {"tfidf"}
+    assert len(table) == 4 and set(table["model"]) == {"tfidf"}
     assert table["run"].is_unique and all(best_file.parent.name in name for name in table["run"])
-    assert table["review.target"].tolist() == ["0.9", "0.9"] and sorted(table["C"]) == ["1.0", "8.0"]
+    assert sorted(table["review.target"]) == ["0.9", "0.9", "0.95", "0.95"] and sorted(table["C"]) == [
+        "1.0",
+        "1.0",
+        "8.0",
+        "8.0",
+    ]
+    assert not [
+        c for c in table.columns if c.startswith(("tracking", "paths", "data."))
+    ]  # where runs were kept: not reported
     markdown = (tmp_path / "report.md").read_text().splitlines()
-    assert len(markdown) == 4 and "test_macro_f1" in markdown[0] and "f1_narcotics" in markdown[0]
-    assert (tmp_path / "report.csv").read_text().count("\n") == 3
+    assert len(markdown) == 6 and "test_macro_f1" in markdown[0] and "f1_narcotics" in markdown[0]
+    assert (tmp_path / "report.csv").read_text().count("\n") == 5

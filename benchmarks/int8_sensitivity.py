@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--splits", default="data/processed/security_topics")
     parser.add_argument("--sentences", type=int, default=400, help="validation sentences scored per variant")
     parser.add_argument("--layers", action="store_true", help="also one variant per layer (each takes minutes)")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="only these variants ('all int8' and group names)")
     parser.add_argument(
         "--role-per-layer",
         metavar="ROLE",
@@ -58,7 +59,14 @@ def main() -> None:
     chosen = [name for name in groups if "." not in name and (args.layers or name in ROLES)]
     if args.role_per_layer:
         chosen += [name for name in groups if name.endswith(f".{args.role_per_layer}")]
+    if args.only:
+        unknown = set(args.only) - {"all int8", *groups}
+        if unknown:
+            parser.error(f"--only: unknown variants {sorted(unknown)}")
+        chosen = [name for name in args.only if name != "all int8"]
     variants = {"all int8": [], **{f"{name} in fp32": groups[name] for name in chosen}}
+    if args.only and "all int8" not in args.only:
+        del variants["all int8"]
     print(f"{len(texts)} validation sentences; {sum(len(groups[r]) for r in ROLES)} weight MatMuls in the layers\n")
     print("| variant | MatMuls kept in fp32 | mean abs Δp | max abs Δp | label sets changed |")
     print("|---|---|---|---|---|")

@@ -1,6 +1,6 @@
 """Start-up cost of `security-topics predict` on one article: a fresh process each time.
 
-    python benchmarks/predict_startup.py --model models/default [--repeat 5]
+    python benchmarks/predict_startup.py --model models/default [--precision auto] [--repeat 5]
 
 Prints the median and the best wall time of the whole command (interpreter start, imports, model
 load, one article), then where the time goes, from fresh processes that time each phase themselves
@@ -34,10 +34,10 @@ cli = time.perf_counter()
 import importlib
 from pathlib import Path
 families = {json.loads(p.read_text())["family"] for p in Path(MODEL).rglob(CARD_FILE)}
-for family in sorted(families):
+for family in sorted(families) if PRECISION is None else []:  # auto: what it loads is the cache's choice
     importlib.import_module(FAMILIES[family].split(":")[0])
 imports = time.perf_counter()
-predictor = Predictor.load(MODEL)
+predictor = Predictor.load(MODEL, precision=PRECISION, num_threads=1)
 load = time.perf_counter()
 gc.freeze()
 gc.enable()
@@ -54,11 +54,20 @@ def main() -> None:
     parser.add_argument("--model", default="models/default")
     parser.add_argument("--article", default="data/sample_article.txt")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--precision",
+        default="card",
+        help="as `predict --precision`; auto reads its cached choice (measured once first)",
+    )
     args = parser.parse_args()
 
     cli = Path(sys.executable).with_name("security-topics")
-    command = [str(cli), "-q", "predict", "--model", args.model, args.article]
-    probe = f"MODEL, ARTICLE = {args.model!r}, {args.article!r}\n" + PHASES
+    command = [str(cli), "-q", "predict", "--model", args.model, args.article, "--precision", args.precision]
+    command += ["--num-threads", "1"]
+    precision = None if args.precision == "card" else args.precision
+    probe = f"MODEL, ARTICLE, PRECISION = {args.model!r}, {args.article!r}, {precision!r}\n" + PHASES
+    if args.precision == "auto":  # the first call measures the backends; the runs below read the cache
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     times, phases = [], []
     for _ in range(args.repeat):  # the command and the phase probe interleaved: both see the same host
         started = time.perf_counter()
@@ -73,11 +82,12 @@ def main() -> None:
 
     check = (
         "import sys; from security_topics.cli import main; "
-        f"main(['-q', 'predict', '--model', {args.model!r}, {args.article!r}, '--output', '/dev/null']); "
+        f"main(['-q', 'predict', '--model', {args.model!r}, {args.article!r}, '--output', '/dev/null', "
+        f"'--precision', {args.precision!r}, '--num-threads', '1']); "
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or 'none')"
     )
     heavy = subprocess.run([sys.executable, "-c", check], check=True, capture_output=True, text=True).stdout.split()
-    print(f"security-topics predict, {args.model}, {args.repeat} runs")
+    print(f"security-topics predict, {args.model}, --precision {args.precision}, one thread, {args.repeat} runs")
     print(f"  median {statistics.median(times):.2f} s, best {min(times):.2f} s")
     print("  where the time goes (medians of the phase probe):")
     for name in phases[0]:

@@ -81,11 +81,11 @@ def _clear_leftovers(target: Path) -> None:
     """Best effort: a leftover that cannot be cleared now is left for a later save, never an error."""
     pattern = re.compile(rf"\.{re.escape(target.name)}\.staging-{_HOST}-(\d+)-[0-9a-f]{{8}}(\.old)?")
     try:
-        leftovers = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
+        names = sorted(p.name for p in target.parent.iterdir())
     except OSError:
         return
-    for path in leftovers:
-        match = pattern.fullmatch(path.name)
+    for match in filter(None, map(pattern.fullmatch, names)):
+        path = target.parent / match[0]
         try:
             if process_alive(int(match[1])):
                 continue

@@ -54,6 +54,21 @@ class Run:
         return str(self.dir / "model")
 
 
+def logged_run(run: Run):
+    """The MLflow run of a test's training run (run names are `<model>-<run dir name>`); points MLflow
+    at the run's store (conftest unsets MLFLOW_TRACKING_URI after each test)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(run.cfg.tracking.local_uri)
+    found = mlflow.search_runs(
+        experiment_names=[run.cfg.tracking.experiment],
+        filter_string=f"attributes.run_name = '{run.cfg.model.name}-{run.dir.name}'",
+        output_format="list",
+    )
+    assert len(found) == 1
+    return found[0]
+
+
 def train_run(workspace: Path, name: str, *overrides: str) -> Run:
     from security_topics.train import train
 

@@ -7,7 +7,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import compose_config, compose_train, train_run
+from helpers import compose_config, compose_train, logged_run, train_run
 from omegaconf import OmegaConf
 
 from security_topics import tracking
@@ -49,20 +49,8 @@ def test_trained_models_beat_the_majority_baseline_on_sentences_and_articles(run
     assert metrics["test_exact_match"] > 0.4
 
 
-def _run_of(run):
-    """The MLflow run of a test's training run (run names are `<model>-<run dir name>`)."""
-    mlflow.set_tracking_uri(run.cfg.tracking.local_uri)  # conftest unsets MLFLOW_TRACKING_URI
-    found = mlflow.search_runs(
-        experiment_names=[run.cfg.tracking.experiment],
-        filter_string=f"attributes.run_name = '{run.cfg.model.name}-{run.dir.name}'",
-        output_format="list",
-    )
-    assert len(found) == 1
-    return found[0]
-
-
 def test_mlflow_run_holds_params_metrics_and_artifacts(tiny_run):
-    run = _run_of(tiny_run)
+    run = logged_run(tiny_run)
     assert run.data.params["model.name"] == "tiny"
     assert run.data.params["trainer.epochs"] == "6"
     assert {"git_commit", "data_fingerprint"} <= set(run.data.tags)
@@ -145,7 +133,7 @@ def test_predictor_is_the_same_from_the_directory_and_from_mlflow(run, request, 
     articles = _splits(run.cfg).articles["test"][:4]
     texts, titles = [a.text for a in articles], [a.title for a in articles]
     local = Predictor.load(run.model_dir).predict_articles(texts, titles)
-    logged = _run_of(run)
+    logged = logged_run(run)
     run_id = logged.info.run_id
     description = logged.data.tags["mlflow.note.content"]  # the run's line in the MLflow UI
     assert (
@@ -182,7 +170,7 @@ def test_evaluate_entry_point_scores_a_logged_model(tfidf_run, workspace):
     from security_topics.evaluate import evaluate
 
     metrics = tfidf_run.metrics
-    run_id = _run_of(tfidf_run).info.run_id
+    run_id = logged_run(tfidf_run).info.run_id
     out = workspace / "eval-out"
     cfg = compose_config("evaluate", workspace, f"model_uri=runs:/{run_id}/model", f"output_dir={out}")
     result = evaluate(cfg)

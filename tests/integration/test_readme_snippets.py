@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import logged_run
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +46,9 @@ def test_the_predict_command_lines_run(tfidf_run):
 
 
 def test_the_mlflow_pyfunc_snippet_runs_from_another_folder_and_leaves_no_store_there(tfidf_run, tmp_path):
-    import mlflow
-
     uri = tfidf_run.cfg.tracking.local_uri
-    mlflow.set_tracking_uri(uri)
-    (run,) = mlflow.search_runs(
-        experiment_names=[tfidf_run.cfg.tracking.experiment],
-        filter_string=f"attributes.run_name = '{tfidf_run.cfg.model.name}-{tfidf_run.dir.name}'",
-        output_format="list",
-    )
     block = next(b for b in _python_blocks() if "mlflow.pyfunc.load_model" in b)
-    script = block.replace("<run_id>", run.info.run_id)
+    script = block.replace("<run_id>", logged_run(tfidf_run).info.run_id)
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "MLFLOW_TRACKING_URI": uri, "HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300

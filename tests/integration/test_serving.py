@@ -9,8 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import mlflow
 import pytest
+from helpers import logged_run
 
 from security_topics.predictor import Predictor
 
@@ -39,12 +39,7 @@ def _post(port: int, payload: dict) -> dict:
 
 
 def test_a_served_model_answers_with_topics_and_evidence_spans(tfidf_run):
-    mlflow.set_tracking_uri(tfidf_run.cfg.tracking.local_uri)
-    run = mlflow.search_runs(
-        experiment_names=[tfidf_run.cfg.tracking.experiment],
-        filter_string=f"attributes.run_name = 'tfidf-{tfidf_run.dir.name}'",
-        output_format="list",
-    )[0]
+    run = logged_run(tfidf_run)
     port = _free_port()
     bin_dir = str(Path(sys.executable).parent)  # the server starts uvicorn from the environment's bin
     env = {**os.environ, "MLFLOW_TRACKING_URI": tfidf_run.cfg.tracking.local_uri}

@@ -136,11 +136,11 @@ def test_every_options_help_says_its_default_once_and_never_none():
     for name, parser in commands.choices.items():
         text = parser.format_help()
         assert "(default: None)" not in text and "(default: )" not in text, name
+        shown = "".join(text.split())  # wrapping may break a value anywhere
         for action in parser._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings[0]} has no help"
                 if action.default not in (None, False, "", []) and "default:" not in action.help:
-                    shown = "".join(parser.format_help().split())  # wrapping may break a value anywhere
                     assert "".join(f"(default: {action.default})".split()) in shown, (
                         f"{name} {action.option_strings[0]}"
                     )

@@ -22,9 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.model_selection import GroupKFold, KFold
 
 from security_topics.metrics import DEFAULT_GRID, f1_by_threshold, tune_thresholds
 
@@ -132,6 +129,9 @@ def fit_article_rule(
     each group whole, so the rule is judged on articles unlike those it was fitted on. Returns the
     winner refitted on all articles, every kind's score and the winner's out-of-fold scores.
     """
+    from sklearn.metrics import f1_score  # the fits alone need scikit-learn: serving starts without it
+    from sklearn.model_selection import GroupKFold, KFold
+
     x = np.stack(features)  # articles × topics × features
     y = np.asarray(y).astype(int)
     n_articles, n_topics, _ = x.shape
@@ -165,6 +165,8 @@ def _one_standard_error(kinds: Sequence[str], cv: dict[str, float], per_fold: di
 
 
 def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
+    from sklearn.linear_model import LogisticRegression
+
     n_topics = x.shape[1]
     grid = DEFAULT_GRID + (0.975, 0.99)
     if kind == "max":

@@ -17,10 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, log_loss
-from sklearn.model_selection import KFold, StratifiedKFold
 
 CALIBRATORS = ("none", "temperature", "isotonic")  # simplest first: ties go to the simpler
 EPS = 1e-6
@@ -86,6 +82,8 @@ IDENTITY = Calibrator()
 
 
 def _fit_temperature(y: np.ndarray, p: np.ndarray) -> Calibrator:
+    from sklearn.linear_model import LogisticRegression  # the fits alone need scikit-learn: serving starts without it
+
     if len(np.unique(y)) < 2:
         return IDENTITY
     model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y)
@@ -96,6 +94,8 @@ def _fit_temperature(y: np.ndarray, p: np.ndarray) -> Calibrator:
 def _fit_isotonic(y: np.ndarray, p: np.ndarray) -> Calibrator:
     """Isotonic regression, made strictly increasing and defined on all of [0, 1]: its steps become
     a piecewise-linear curve through the steps' ends, nudged by 1e-6 per knot where flat."""
+    from sklearn.isotonic import IsotonicRegression
+
     if len(np.unique(y)) < 2:
         return IDENTITY
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
@@ -116,6 +116,8 @@ _FITTERS = {"none": lambda y, p: IDENTITY, "temperature": _fit_temperature, "iso
 
 
 def _loss(y: np.ndarray, p: np.ndarray) -> float:
+    from sklearn.metrics import log_loss
+
     return float(log_loss(y, np.clip(p, EPS, 1 - EPS), labels=[0, 1]))
 
 
@@ -124,6 +126,8 @@ def fit_calibrator(
 ) -> tuple[Calibrator, dict[str, float]]:
     """The calibrator among `kinds` with the lowest cross-validated log-loss, refitted on all the
     data, and every kind's cross-validated log-loss. Few examples of either class: `none`."""
+    from sklearn.model_selection import StratifiedKFold
+
     y = np.asarray(y).astype(int)
     p = np.asarray(scores, dtype=np.float64)
     k = min(folds, int(y.sum()), int(len(y) - y.sum()))
@@ -238,6 +242,8 @@ def coverage(
 
 
 def _micro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
     if not len(y):
         return float("nan")
     if not (y.any() or predicted.any()):
@@ -247,6 +253,8 @@ def _micro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
 
 def cross_fitted(fit: Any, y: np.ndarray, x: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold values of `fit(x_train, y_train)(x_test)`, for fitting on held-out scores."""
+    from sklearn.model_selection import KFold
+
     out = np.zeros(len(x), dtype=np.float64)
     k = max(2, min(folds, len(x)))
     for train, test in KFold(k, shuffle=True, random_state=seed).split(x):

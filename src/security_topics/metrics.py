@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 DEFAULT_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.025), 3))
 
@@ -15,6 +14,8 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str
 
     Support counts are not metrics (they do not change between models); `support` gives them.
     """
+    from sklearn.metrics import f1_score, precision_recall_fscore_support  # not at import: serving never needs it
+
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
     precision, recall, f1, _ = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)

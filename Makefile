@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # torch 2.13.0 first (a CPU build from local disk here); then the project, whose torch range it satisfies.
 # uv (from the registry, like any package) installs in about a third of pip's time; it reads no pip
 # config, so it is given pip's find-links (where the local torch build lies). Where uv cannot be had or
-# an install fails, pip does that install instead.
-UV = $(VENV)/bin/uv pip install -q --python
+# an install fails, pip does that install instead. --compile-bytecode: as pip, so first imports do not compile.
+UV = $(VENV)/bin/uv pip install -q --compile-bytecode --python
 FIND_LINKS = $(foreach d,$(PIP_FIND_LINKS) $(shell python3 -m pip config get global.find-links 2>/dev/null),--find-links $(d))
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -7,6 +7,9 @@ positives: data/pools/choose_articles.py rounds 3 and 4) are answered in labels-
 First-pass answers (labels-A-NN.jsonl) are the labels; the independent second pass (labels-B-NN.jsonl)
 is compared with them (Cohen's kappa per topic, printed) and its disagreements were resolved by the
 guide in RESOLVED below. Every row keeps its source, outlet, date and pool id.
+
+It rebuilt the files whole for rounds 1-5 and needs their labelling files; later batches (round 6 on,
+with a `batch` column) are appended by append_batch.py, which changes no earlier row.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ RESOLVED = {
     "ant-JA-diverse-349-20170515#4": ((), "the cake-box argument, as its twin ant-JA-diverse-359-20170515#4: no unruly passenger"),
     "ant-JA-localNews-4417-20170606#1": ((), "terrorism is one danger named in passing in a story on development aid"),
     "ant-JA-localNews-4417-20170606": ((), "no sentence carries a topic once #1 is none"),
+    # Round 7 (append_batch.py 11): the two passes' disagreements, settled by the guide
+    "ant-JA-internationalNews-271-20170214#6": ((), "an aircraft's engineering (redundant engines) at its launch, no incident or rule"),
+    "ant-JA-sport-518-20161028#6": ((), "a traffic notice's car park for one club's fans: logistics, not crowd control"),
+    "ant-JA-diverse-37-20170124#2": ((), "travellers identified by face instead of passport: border control at airports"),
+    "ant-JA-diverse-139-20160226#3": ((), "how a mouse came aboard: the sentence names no safety event"),
+    "ant-JA-localNews-3035-20160219#5": (("counterterrorism",), "the counter-terrorism court's own working conditions are its subject"),
     "ant-JA-localNews-4716-20170608#2": (
         ("cybersecurity",),
         "«these attempts» describes the hacking itself (how it grows, its methods), not an aftermath",

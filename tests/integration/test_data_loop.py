@@ -62,9 +62,10 @@ def test_every_topic_of_the_seed_article_is_carried_by_a_sentence_and_boilerplat
 
 def test_labelling_what_suggest_chooses_beats_labelling_at_random(tmp_path):
     """The simulation of benchmarks/active_learning.py, smaller: the prepared training split, 20 % to
-    start, six rounds of 150, TF-IDF (5,000 features a kind); one seed (benchmarks/active_learning.py
-    runs several). Measured: over the six rounds active labelling scores validation macro-F1 0.015
-    above random on average."""
+    start, six rounds of 150, TF-IDF (5,000 features a kind), three seeds. Measured on the corpus of
+    real-news round 7: over the six rounds active labelling scores validation macro-F1 0.0027, 0.0069
+    and 0.0146 above random with seeds 0, 1 and 2 (mean 0.008); one seed alone is too noisy to test on
+    (seed 0 gave 0.015 on the corpus before round 7)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -83,9 +84,11 @@ def test_labelling_what_suggest_chooses_beats_labelling_at_random(tmp_path):
         return recipe.fit(rows, [], labels)
 
     vectors = dense_vectors(fit(train).embed([e.text for e in train]))
-    active = simulate(train, validation, labels, fit, vectors, "active", 0, batch=150, rounds=6)
-    random = simulate(train, validation, labels, fit, vectors, "random", 0, batch=150, rounds=6)
-    assert active.labels == random.labels == [round(0.2 * len(train)) + 150 * k for k in range(7)]
-    gap = sum(active.macro_f1[1:]) / 6 - sum(random.macro_f1[1:]) / 6
-    print(f"active minus random, mean validation macro-F1 over the rounds: {gap:.4f}")
-    assert gap >= 0.005, (active.macro_f1, random.macro_f1)
+    gaps = []
+    for seed in (0, 1, 2):
+        active = simulate(train, validation, labels, fit, vectors, "active", seed, batch=150, rounds=6)
+        random = simulate(train, validation, labels, fit, vectors, "random", seed, batch=150, rounds=6)
+        assert active.labels == random.labels == [round(0.2 * len(train)) + 150 * k for k in range(7)]
+        gaps.append(sum(active.macro_f1[1:]) / 6 - sum(random.macro_f1[1:]) / 6)
+    print(f"active minus random, mean validation macro-F1 over the rounds, seeds 0-2: {gaps}")
+    assert sum(gaps) / len(gaps) >= 0.005, gaps

@@ -22,7 +22,6 @@ from safetensors.numpy import load_file, save_file
 
 from security_topics.errors import JSON_ERRORS
 from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
-from security_topics.text import normalize
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -68,23 +67,26 @@ class TfidfModel:
         self.card = card
         self.arrays = arrays
         self.vocab = vocab
-        self._index = {kind: {term: i for i, term in enumerate(terms)} for kind, terms in vocab.items()}
-        self._offsets = dict(zip(vocab, np.cumsum([0] + [len(terms) for terms in vocab.values()]).tolist()))
-        self.n_features = sum(len(terms) for terms in vocab.values())
+        ranges = card.settings["ngram_ranges"]
+        offsets = np.cumsum([0] + [len(terms) for terms in vocab.values()]).tolist()
+        # Per vocabulary: its term index, how its n-grams are cut, its idf and where its columns start.
+        self._blocks = [
+            ({term: i for i, term in enumerate(terms)}, _NGRAMS[kind], ranges[kind], arrays[f"idf_{kind}"], offset)
+            for (kind, terms), offset in zip(vocab.items(), offsets)
+        ]
+        self.n_features = offsets[-1]
 
     def _weights(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """One text's non-zero features (columns, values): TfidfVectorizer(sublinear_tf=True) with the
-        fitted idf, each vocabulary's block scaled to unit length."""
-        ranges = self.card.settings["ngram_ranges"]
+        """One normalised text's non-zero features (columns, values): TfidfVectorizer(sublinear_tf=True)
+        with the fitted idf, each vocabulary's block scaled to unit length."""
         columns, values = [], []
-        for kind, index in self._index.items():
-            counts = Counter(g for g in _NGRAMS[kind](text, *ranges[kind]) if g in index)
+        for index, ngrams, (low, high), idf, offset in self._blocks:
+            counts = Counter(g for g in ngrams(text, low, high) if g in index)
             if not counts:
                 continue
             cols = np.fromiter((index[g] for g in counts), dtype=np.int64, count=len(counts))
-            tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))
-            weights = tf * self.arrays[f"idf_{kind}"][cols]
-            columns.append(cols + self._offsets[kind])
+            weights = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * idf[cols]
+            columns.append(cols + offset)
             values.append(weights / np.sqrt(np.dot(weights, weights)))
         if not columns:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -94,8 +96,7 @@ class TfidfModel:
         """The TF-IDF features of `texts` as a sparse matrix (texts × vocabulary)."""
         from scipy import sparse
 
-        normalizer = self.card.normalizer
-        rows = [self._weights(normalize(t, normalizer)) for t in texts]
+        rows = [self._weights(text) for text in self.card.model_inputs(texts)]
         indptr = np.cumsum([0] + [len(columns) for columns, _ in rows])
         columns = np.concatenate([c for c, _ in rows]) if rows else np.zeros(0, dtype=np.int64)
         values = np.concatenate([v for _, v in rows]) if rows else np.zeros(0)
@@ -104,8 +105,8 @@ class TfidfModel:
     def score(self, texts: Sequence[str], batch_size: int = 64) -> Scores:
         coef, intercept = self.arrays["coef"], self.arrays["intercept"]
         logits = np.zeros((len(texts), len(self.card.labels)))
-        for i, text in enumerate(texts):
-            columns, values = self._weights(normalize(text, self.card.normalizer))
+        for i, text in enumerate(self.card.model_inputs(texts)):
+            columns, values = self._weights(text)
             logits[i] = coef[:, columns] @ values + intercept
         return Scores(1.0 / (1.0 + np.exp(-logits)), np.zeros(len(texts), dtype=bool))
 

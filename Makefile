@@ -48,16 +48,19 @@ run: setup
 	$(VENV)/bin/security-topics -q predict data/examples/seed-article.txt
 	@echo "--- open the runs: make ui  (then http://127.0.0.1:5000)"
 
-# Lint, the layer contract, the corpus quality gates (with their statistics printed), then the tests.
+# Lint, the layer contract, the corpus quality gates (with their statistics printed), then the tests:
+# one pytest-xdist worker per logical CPU, each on one thread (tests/conftest.py), a test module per
+# worker at a time so that module fixtures are built once.
+PYTEST := $(PY) -m pytest -n logical --dist loadscope
 test: setup $(LS_VENV)/.installed browser
 	$(VENV)/bin/ruff check src tests benchmarks experiments
 	$(VENV)/bin/lint-imports
 	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The quick loop while developing: everything but the tests that train or convert models.
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 quality: setup
 	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality

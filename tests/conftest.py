@@ -11,6 +11,12 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+# Under pytest-xdist (`make test` runs one worker per core), each worker gets one thread, so that the
+# workers' torch and BLAS pools do not oversubscribe the cores they share.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402

@@ -6,7 +6,7 @@ in the model card. Four fits compete in cross-validation on validation articles 
 and source where the articles say so), the best is kept, the one with fewer free parameters on a tie:
 
 - `shared`: the best sentence's score against one threshold shared by all topics, each topic's
-  own offset from it shrunk toward zero by how few positive articles it has (n / (n + SHRINK));
+  own offset from it shrunk toward zero by how few positive articles it has (`metrics.shared_thresholds`);
 - `max`: the best sentence's score against a per-topic *article* threshold;
 - `logistic_strong`, `logistic`: a per-topic logistic regression (C = 0.05 or 1) over a few
   features of the article's sentence scores (best, second best, mean of the top 3, how many
@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.metrics import DEFAULT_GRID, f1_by_threshold, tune_thresholds
+from security_topics.metrics import DEFAULT_GRID, one_standard_error, shared_thresholds, tune_thresholds
 
 RULE_KINDS = ("shared", "max", "logistic_strong", "logistic")  # fewest free parameters first
-SHRINK = 20  # positive articles at which a topic's own threshold offset counts half
 STRONG_C = 0.05
 FEATURES = ("max", "second", "top3_mean", "log_count_over", "title", "best_position", "log_sentences")
 
@@ -150,18 +149,8 @@ def fit_article_rule(
             decided[kind][test] = scores >= rule.thresholds
             per_fold[kind].append(float(f1_score(y[test], decided[kind][test], average="micro", zero_division=0)))
     cv = {kind: float(f1_score(y, pred, average="macro", zero_division=0)) for kind, pred in decided.items()}
-    best = _one_standard_error(kinds, cv, per_fold)
+    best = one_standard_error(kinds, cv, per_fold)
     return RuleFit(_fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}, oof[best])
-
-
-def _one_standard_error(kinds: Sequence[str], cv: dict[str, float], per_fold: dict[str, list[float]]) -> str:
-    """The kind with the fewest free parameters (listed first) whose cross-validated score is within
-    one standard error of the best one's (the spread of its per-fold micro-F1): a smaller difference is noise,
-    and the simpler rule is the one that travels to new outlets and years."""
-    top = max(kinds, key=lambda kind: (cv[kind], -kinds.index(kind)))
-    folds = per_fold[top]
-    error = float(np.std(folds, ddof=1) / np.sqrt(len(folds))) if len(folds) > 1 else 0.0
-    return next(kind for kind in kinds if cv[kind] >= cv[top] - error)
 
 
 def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
@@ -172,7 +161,7 @@ def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
     if kind == "max":
         return ArticleRule("max", tune_thresholds(y, x[:, :, 0], grid=grid), fit="max")
     if kind == "shared":
-        return ArticleRule("max", _shared_thresholds(y, x[:, :, 0], grid), fit="shared")
+        return ArticleRule("max", shared_thresholds(y, x[:, :, 0], grid), fit="shared")
     if kind not in ("logistic", "logistic_strong"):
         raise ValueError(f"unknown article rule {kind!r}; known: {RULE_KINDS}")
     strength = STRONG_C if kind == "logistic_strong" else C
@@ -188,15 +177,3 @@ def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
     scores = np.stack([rule.scores(f) for f in x])
     rule.thresholds = tune_thresholds(y, scores)
     return rule
-
-
-def _shared_thresholds(y: np.ndarray, scores: np.ndarray, grid: Sequence[float]) -> np.ndarray:
-    """One threshold for every topic (best macro-F1), plus each topic's own best offset from it
-    shrunk by n / (n + SHRINK), n its positive articles: few examples, little offset."""
-    y = np.asarray(y).astype(bool)
-    f1 = f1_by_threshold(y, scores, grid).mean(axis=1)  # macro-F1 at each threshold
-    best = np.flatnonzero(np.isclose(f1, f1.max()))
-    shared = min((grid[i] for i in best), key=lambda t: (abs(t - 0.5), t))
-    own = tune_thresholds(y, scores, grid=grid, default=shared)
-    weight = y.sum(axis=0) / (y.sum(axis=0) + SHRINK)
-    return shared + weight * (own - shared)

@@ -3,7 +3,8 @@
 A model scores; these choices turn its scores into labels an analyst acts on, and all of them are
 learnt here, on held-out (validation) data, and written into the model's card:
 
-1. sentence thresholds (tuned per topic for F1, or fixed);
+1. sentence thresholds (per topic, or one shared threshold with shrunk per-topic offsets, chosen by
+   cross-validation grouped by time; or fixed);
 2. the article rule (which kind, its weights and article thresholds; `aggregation.py`);
 3. calibration of sentence scores and of article scores (`calibration.py`), thresholds re-expressed;
 4. the review band per topic on calibrated article scores, for several targets.
@@ -34,13 +35,14 @@ from security_topics.calibration import (
 from security_topics.data import Article, Example
 from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, tune_thresholds
+from security_topics.metrics import compute_metrics, one_standard_error, shared_thresholds, tune_thresholds
 from security_topics.models.card import TopicModel
 from security_topics.predictor import ArticleResult, Predictor
 
 log = logging.getLogger(__name__)
 
 THRESHOLD_MODES = ("tune", "fixed")
+THRESHOLD_KINDS = ("shared", "per_topic")  # fewest free parameters first
 ARTICLE_RULES = ("auto", *RULE_KINDS, "sentence")
 
 
@@ -50,6 +52,7 @@ class DecisionSettings:
 
     thresholds: str = "tune"
     threshold_value: float = 0.5
+    threshold_kinds: Sequence[str] = THRESHOLD_KINDS
     article_rule: str = "auto"
     calibration: Sequence[str] = CALIBRATORS
     review_target: float = DEFAULT_REVIEW_TARGET
@@ -61,6 +64,9 @@ class DecisionSettings:
         value = self.threshold_value
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
             raise ConfigError(f"thresholds.value must be a number between 0 and 1, got {value!r}")
+        unknown = [k for k in self.threshold_kinds if k not in THRESHOLD_KINDS]
+        if unknown or not self.threshold_kinds:
+            raise ConfigError(f"thresholds.choose must list some of {THRESHOLD_KINDS}, got {list(self.threshold_kinds)}")
         if self.article_rule not in ARTICLE_RULES:
             raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {self.article_rule!r}")
         unknown = [k for k in self.calibration if k not in CALIBRATORS]
@@ -133,19 +139,46 @@ def learn_article_rule(
     return fit.cv, fit.oof_scores, y
 
 
-def article_groups(articles: Sequence[Article], folds: int = 5) -> list[str]:
-    """Cross-validation groups that keep time periods and sources apart: a dated article (real
-    news) falls in its source's half-year; an undated one (written for the project) in one of
-    `folds` groups by a hash of its id, so written articles spread over every fold."""
+def time_groups(items: Sequence[Article | Example], folds: int = 5) -> list[str]:
+    """Cross-validation groups that keep time periods and sources apart: a dated article or sentence
+    (real news) falls in its source's half-year, so an article's sentences stay together; an undated
+    one (written for the project) in one of `folds` groups by a hash of its id, so written rows
+    spread over every fold."""
     groups = []
-    for article in articles:
-        date = str(article.meta.get("date") or "")
+    for item in items:
+        date = str(item.meta.get("date") or "")
         if len(date) >= 7 and date[:4].isdigit():
             half = 1 if int(date[5:7]) <= 6 else 2
-            groups.append(f"{article.meta.get('source', 'dated')}-{date[:4]}-H{half}")
+            groups.append(f"{item.meta.get('source', 'dated')}-{date[:4]}-H{half}")
         else:
-            groups.append(f"written-{int(hashlib.sha256(article.id.encode()).hexdigest(), 16) % folds}")
+            groups.append(f"written-{int(hashlib.sha256(item.id.encode()).hexdigest(), 16) % folds}")
     return groups
+
+
+def fit_sentence_thresholds(
+    y: np.ndarray, scores: np.ndarray, groups: Sequence[str], kinds: Sequence[str] = THRESHOLD_KINDS, folds: int = 5
+) -> tuple[np.ndarray, str, dict[str, float]]:
+    """Sentence thresholds of the kind that travels best: each kind of `kinds` is tuned inside the
+    folds of a cross-validation that keeps `groups` whole and judged on the held-out group; the kind
+    with fewest free parameters within one standard error of the best is refitted on all rows.
+    Returns the thresholds, the kind and each kind's cross-validated macro-F1."""
+    from sklearn.model_selection import GroupKFold  # fitting alone needs scikit-learn
+
+    fits = {"shared": shared_thresholds, "per_topic": tune_thresholds}
+    y, scores = np.asarray(y).astype(bool), np.asarray(scores, dtype=np.float64)
+    if len(kinds) == 1 or len(set(groups)) < 2:
+        return fits[kinds[0]](y, scores), kinds[0], {}
+    splits = GroupKFold(min(folds, len(set(groups)))).split(scores, groups=list(groups))
+    decided = {kind: np.zeros_like(y) for kind in kinds}
+    per_fold: dict[str, list[float]] = {kind: [] for kind in kinds}
+    names = [str(j) for j in range(y.shape[1])]
+    for train, test in splits:
+        for kind in kinds:
+            decided[kind][test] = scores[test] >= fits[kind](y[train], scores[train])
+            per_fold[kind].append(compute_metrics(y[test], decided[kind][test], names)["micro_f1"])
+    cv = {kind: compute_metrics(y, decided[kind], names)["macro_f1"] for kind in kinds}
+    best = one_standard_error(kinds, cv, per_fold)
+    return fits[best](y, scores), best, cv
 
 
 def fit_decisions(
@@ -157,22 +190,28 @@ def fit_decisions(
 ) -> dict[str, Any]:
     """Fit every decision on validation data and write it into `model.card`; return what was fitted
     (metrics under `metrics`, the choices and their scores under `info`). The article rule is chosen
-    by cross-validation over `groups` (default: `article_groups`)."""
+    by cross-validation over `groups` (default: `time_groups`), the sentence thresholds likewise over
+    the sentences' own time groups."""
     card = model.card
     labels = LabelSet.of(card.labels)
     y = labels.encode_many([e.labels for e in sentences])
     raw = model.score([e.text for e in sentences]).probs
+    info: dict[str, Any] = {}
     if settings.thresholds == "tune":
-        card.thresholds = tune_thresholds(y, raw).tolist()
+        fitted, info["sentence_thresholds"], threshold_cv = fit_sentence_thresholds(
+            y, raw, time_groups(sentences), settings.threshold_kinds
+        )
+        card.thresholds = [round(float(t), 6) for t in fitted]
+        log.info("sentence thresholds: %s (cross-validated macro-F1 %s)", info["sentence_thresholds"], threshold_cv)
     else:
-        card.thresholds = [float(settings.threshold_value)] * len(labels)
+        card.thresholds, threshold_cv = [float(settings.threshold_value)] * len(labels), {}
     thresholds = np.asarray(card.thresholds)
     metrics = {f"val_{k}": v for k, v in compute_metrics(y, raw >= thresholds, labels.names).items()}
+    metrics.update({f"sentence_thresholds_cv_{k}_macro_f1": v for k, v in threshold_cv.items()})
     real = np.array([e.is_real for e in sentences], dtype=bool)
     if real.any() and not real.all():  # the real news among them: the register we are judged on
         on_real = compute_metrics(y[real], raw[real] >= thresholds, labels.names)
         metrics.update(val_real_macro_f1=on_real["macro_f1"], val_real_micro_f1=on_real["micro_f1"])
-    info: dict[str, Any] = {}
 
     sentence_cal, info["sentence_calibration"] = _fit_calibrators(y, raw, labels, settings)
     card.calibration = {"sentence": [c.to_dict() for c in sentence_cal]}
@@ -186,7 +225,7 @@ def fit_decisions(
         card.article_rule = {}
         return {"metrics": metrics, "info": info}
 
-    groups = article_groups(articles) if groups is None else groups
+    groups = time_groups(articles) if groups is None else groups
     cv, oof_raw, y_articles = learn_article_rule(model, articles, settings.rule_kinds, settings.seed, groups)
     metrics.update(cv)
     log.info("article rule: %s (cross-validated on validation articles: %s)", card.article_rule["kind"], cv)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 DEFAULT_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.025), 3))
+SHRINK = 20  # positive examples at which a topic's own threshold offset from the shared one counts half
 
 
 def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
@@ -89,6 +90,31 @@ def tune_thresholds(
     """Per topic, the threshold on `grid` that maximises F1 on held-out scores (see `best_threshold`)."""
     y_true, scores = np.asarray(y_true), np.asarray(scores)
     return np.array([best_threshold(y_true[:, j], scores[:, j], grid, default) for j in range(y_true.shape[1])])
+
+
+def shared_thresholds(
+    y_true: np.ndarray, scores: np.ndarray, grid: Sequence[float] = DEFAULT_GRID, shrink: float = SHRINK
+) -> np.ndarray:
+    """One threshold for every topic (best macro-F1), plus each topic's own best offset from it
+    shrunk by n / (n + shrink), n its positive examples: few examples, little offset. Fewer free
+    parameters than `tune_thresholds`, for thresholds that should travel to new outlets and years."""
+    y = np.asarray(y_true).astype(bool)
+    f1 = f1_by_threshold(y, scores, grid).mean(axis=1)  # macro-F1 at each threshold
+    best = np.flatnonzero(np.isclose(f1, f1.max()))
+    shared = min((grid[i] for i in best), key=lambda t: (abs(t - 0.5), t))
+    own = tune_thresholds(y, scores, grid=grid, default=shared)
+    weight = y.sum(axis=0) / (y.sum(axis=0) + shrink)
+    return shared + weight * (own - shared)
+
+
+def one_standard_error(kinds: Sequence[str], cv: dict[str, float], per_fold: dict[str, list[float]]) -> str:
+    """The kind with the fewest free parameters (listed first) whose cross-validated score is within
+    one standard error of the best one's (the spread of its per-fold scores): a smaller difference is
+    noise, and the simpler choice is the one that travels to new outlets and years."""
+    top = max(kinds, key=lambda kind: (cv[kind], -list(kinds).index(kind)))
+    folds = per_fold[top]
+    error = float(np.std(folds, ddof=1) / np.sqrt(len(folds))) if len(folds) > 1 else 0.0
+    return next(kind for kind in kinds if cv[kind] >= cv[top] - error)
 
 
 def slice_rates(

@@ -170,6 +170,7 @@ def decision_settings_from(cfg: DictConfig) -> DecisionSettings:
     return DecisionSettings(
         thresholds=cfg.thresholds.mode,
         threshold_value=cfg.thresholds.value,
+        threshold_kinds=tuple(cfg.thresholds.choose),
         article_rule=cfg.article_rule,
         calibration=tuple(cfg.calibration.choose),
         review_target=cfg.review.target,

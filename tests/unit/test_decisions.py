@@ -6,7 +6,15 @@ from helpers import FakeModel
 
 from security_topics.calibration import REVIEW_TARGETS
 from security_topics.data import Article, Example
-from security_topics.decisions import DecisionSettings, compare, decide, fit_decisions, settings_from_card
+from security_topics.decisions import (
+    DecisionSettings,
+    compare,
+    decide,
+    fit_decisions,
+    fit_sentence_thresholds,
+    settings_from_card,
+    time_groups,
+)
 from security_topics.errors import ConfigError
 from security_topics.metrics import compute_metrics
 from security_topics.predictor import Predictor
@@ -91,6 +99,8 @@ def test_compare_measures_how_far_two_models_decide_apart():
     [
         ({"thresholds": "learn"}, "thresholds.mode must be 'tune' or 'fixed'"),
         ({"threshold_value": 7.5}, "thresholds.value must be a number between 0 and 1"),
+        ({"threshold_kinds": ("per_topic", "quantile")}, "thresholds.choose must list some of"),
+        ({"threshold_kinds": ()}, "thresholds.choose must list some of"),
         ({"article_rule": "median"}, "article_rule must be one of"),
         ({"calibration": ("platt",)}, "calibration.choose must list some of"),
         ({"review_target": 0.42}, "review.target must be one of"),
@@ -111,3 +121,43 @@ def test_validation_reports_the_real_news_among_its_sentences_apart():
     assert metrics["val_real_micro_f1"] == on_real["micro_f1"]
     all_real = fit_decisions(model, real, articles, DecisionSettings(seed=0))["metrics"]
     assert "val_real_macro_f1" not in all_real  # all real: the validation figure is that one
+
+
+def _two_topics(rng, n, cut_a, cut_b):
+    """Scores that separate topic a at `cut_a` and topic b at `cut_b`, a third of rows positive each."""
+    y = np.stack([rng.random(n) < 1 / 3, rng.random(n) < 1 / 3], axis=1)
+    scores = np.empty((n, 2))
+    for j, cut in enumerate((cut_a, cut_b)):
+        scores[:, j] = np.where(y[:, j], rng.uniform(cut, 1.0, n), rng.uniform(0.0, cut - 0.02, n))
+    return y, scores
+
+
+def test_sentence_thresholds_are_per_topic_only_where_held_out_groups_show_it_pays():
+    rng = np.random.default_rng(0)
+    groups = [f"2016-H{i % 6}" for i in range(600)]
+    y, scores = _two_topics(rng, 600, 0.5, 0.5)  # both topics cut at the same place: one threshold does
+    thresholds, kind, cv = fit_sentence_thresholds(y, scores, groups)
+    assert kind == "shared" and set(cv) == {"shared", "per_topic"}
+    assert np.allclose(thresholds, 0.5, atol=0.03)
+    y, scores = _two_topics(rng, 600, 0.2, 0.85)  # far apart: a shared one costs F1 on every held-out group
+    thresholds, kind, cv = fit_sentence_thresholds(y, scores, groups)
+    assert kind == "per_topic" and cv["per_topic"] > cv["shared"]
+    assert thresholds[0] < 0.25 and thresholds[1] > 0.8
+    assert fit_sentence_thresholds(y, scores, groups, kinds=("shared",))[1:] == ("shared", {})
+
+
+def test_fitting_decisions_records_the_threshold_kind_and_its_cross_validation():
+    model, sentences, articles = _corpus(4)
+    fitted = fit_decisions(model, sentences, articles, DecisionSettings(seed=0))
+    assert fitted["info"]["sentence_thresholds"] in ("shared", "per_topic")
+    assert {"sentence_thresholds_cv_shared_macro_f1", "sentence_thresholds_cv_per_topic_macro_f1"} <= set(
+        fitted["metrics"]
+    )
+
+
+def test_time_groups_keep_a_real_articles_sentences_together_and_spread_written_rows():
+    real = [Example(f"s{i}", (), id=f"ant-x#{i}", meta={"source": "ant", "date": "2016-08-03"}) for i in range(3)]
+    written = [Example(f"w{i}", (), id=f"w{i}") for i in range(200)]
+    groups = time_groups([*real, *written])
+    assert groups[:3] == ["ant-2016-H2"] * 3
+    assert set(groups[3:]) == {f"written-{k}" for k in range(5)}

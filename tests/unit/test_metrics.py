@@ -8,6 +8,8 @@ from security_topics.metrics import (
     compute_metrics,
     f1_by_threshold,
     majority_baseline,
+    one_standard_error,
+    shared_thresholds,
     support,
     tune_thresholds,
 )
@@ -53,6 +55,32 @@ def test_thresholds_are_tuned_per_topic():
 def test_topic_without_positives_keeps_the_default_threshold():
     y = np.zeros((10, 1))
     assert tune_thresholds(y, np.linspace(0, 1, 10)[:, None], default=0.5).tolist() == [0.5]
+
+
+def test_a_shared_threshold_keeps_a_topics_own_offset_in_proportion_to_its_positives():
+    rng = np.random.default_rng(1)
+    n = 2000
+    y = np.zeros((n, 3), dtype=int)
+    y[:1000, 0] = 1  # 1,000 positives, separating at 0.3
+    y[:20, 1] = 1  # 20 positives, separating at 0.7: its offset counts half (SHRINK = 20)
+    scores = rng.uniform(0.0, 0.25, (n, 3))
+    scores[:1000, 0] = rng.uniform(0.3, 0.4, 1000)
+    scores[:, 1] = np.where(y[:, 1] == 1, rng.uniform(0.72, 0.9, n), rng.uniform(0.4, 0.69, n))
+    shared = shared_thresholds(y, scores, DEFAULT_GRID)
+    own = tune_thresholds(y, scores)
+    common = shared[2]  # no positives: exactly the shared threshold
+    assert common in DEFAULT_GRID
+    assert shared[0] == pytest.approx(common + 1000 / 1020 * (own[0] - common))
+    assert shared[1] == pytest.approx(common + 20 / 40 * (own[1] - common))
+    assert abs(shared[0] - own[0]) < 0.01 < abs(shared[1] - own[1])
+
+
+def test_the_simplest_kind_within_one_standard_error_of_the_best_wins():
+    kinds = ("simple", "rich")
+    per_fold = {"simple": [0.8, 0.9], "rich": [0.86, 0.86, 0.88, 0.84]}  # rich's standard error: 0.0082
+    assert one_standard_error(kinds, {"simple": 0.855, "rich": 0.86}, per_fold) == "simple"
+    assert one_standard_error(kinds, {"simple": 0.84, "rich": 0.86}, per_fold) == "rich"
+    assert one_standard_error(kinds, {"simple": 0.9, "rich": 0.86}, per_fold) == "simple"
 
 
 def test_label_set_encodes_and_rejects_bad_sets():

@@ -41,6 +41,12 @@ RESOLVED = {
         ("cybersecurity",),
         "«these attempts» describes the hacking itself (how it grows, its methods), not an aftermath",
     ),
+    # Round 8 (append_batch.py 12): the two passes' disagreements, settled by the guide
+    "ant-JA-localNews-3028-20170318#2": (
+        ("aviation",),
+        "a shooting at the airport closes it; the sentence frames no attack or group: aviation alone",
+    ),
+    "ant-JA-localNews-2491-20170309#1": ((), "an unnamed incident that stopped the airline's flights: neither safety nor security"),
 }
 
 

@@ -1,15 +1,22 @@
 """Score saved models on the real news of the current validation split, with each model's own thresholds.
 
     python experiments/validation_real.py models/default models/pipeline
+    python experiments/validation_real.py models/r6-seed42 models/pipeline --not-trained-at 58a7282
 
 How runs made before `val_real_macro_f1` was logged, or on another corpus, compare with today's on the
 register we are judged on. Validation only: `test_real` is never used to choose.
+
+A relabelled article can move others between training and validation (the article split is
+stratified by labels), so a model trained on an earlier split may have trained on some of today's
+validation sentences. `--not-trained-at COMMIT` (repeatable) leaves out every sentence that was in
+the training split of the `dvc repro` recorded at COMMIT (its `dvc.lock`, read from DVC's cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +26,30 @@ from security_topics.metrics import compute_metrics
 from security_topics.models import load_model
 
 
+def trained_at(commit: str) -> set[str]:
+    """Ids of the training split that `dvc repro` produced at `commit` (from DVC's local cache)."""
+    lock = subprocess.run(["git", "show", f"{commit}:dvc.lock"], capture_output=True, text=True, check=True).stdout
+    lines = lock.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "- path: ./data/processed/security_topics")
+    digest = next(line.split()[-1] for line in lines[at : at + 4] if line.strip().startswith("md5:"))
+
+    def cached(md5: str) -> Path:
+        return Path(".dvc/cache/files/md5") / md5[:2] / md5[2:]
+
+    manifest = json.loads(cached(digest).read_text())
+    train = next(entry["md5"] for entry in manifest if entry["relpath"] == "train.jsonl")
+    return {json.loads(line)["id"] for line in cached(train).read_text(encoding="utf-8").splitlines()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--split", type=Path, default=Path("data/processed/security_topics/validation.jsonl"))
+    parser.add_argument("--not-trained-at", nargs="*", default=[], metavar="COMMIT")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.split.read_text(encoding="utf-8").splitlines()]
-    real = [r for r in rows if r.get("source")]
+    seen = set().union(*(trained_at(commit) for commit in args.not_trained_at))
+    real = [r for r in rows if r.get("source") and r["id"] not in seen]
     for path in args.models:
         model = load_model(path, num_threads=1)
         labels = LabelSet.of(model.card.labels)

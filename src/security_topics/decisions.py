@@ -66,7 +66,8 @@ class DecisionSettings:
             raise ConfigError(f"thresholds.value must be a number between 0 and 1, got {value!r}")
         unknown = [k for k in self.threshold_kinds if k not in THRESHOLD_KINDS]
         if unknown or not self.threshold_kinds:
-            raise ConfigError(f"thresholds.choose must list some of {THRESHOLD_KINDS}, got {list(self.threshold_kinds)}")
+            kinds = list(self.threshold_kinds)
+            raise ConfigError(f"thresholds.choose must list some of {THRESHOLD_KINDS}, got {kinds}")
         if self.article_rule not in ARTICLE_RULES:
             raise ConfigError(f"article_rule must be one of {ARTICLE_RULES}, got {self.article_rule!r}")
         unknown = [k for k in self.calibration if k not in CALIBRATORS]

@@ -22,6 +22,7 @@ FIXTURE_DATA = (
     f"data.articles={FIXTURES / 'articles.jsonl'}",
     f"data.real.sentences={FIXTURES / 'real_sentences.csv'}",
     f"data.real.articles={FIXTURES / 'real_articles.jsonl'}",
+    f"data.real.sides={FIXTURES / 'real_article_sides.csv'}",
 )
 
 

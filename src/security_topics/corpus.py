@@ -12,8 +12,10 @@ so `load_splits` prepares again only when the raw data or the split settings cha
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,8 @@ class CorpusSpec:
     def files(self) -> list[str]:
         """Every raw data file the corpus reads."""
         real = [self.real.sentences, self.real.articles] if self.real else []
+        if self.real and self.real.sides and Path(self.real.sides).is_file():
+            real.append(self.real.sides)
         return [p for p in (self.sentences, self.articles, *real) if p]
 
     @property
@@ -92,13 +96,15 @@ class CorpusSpec:
 class RealSpec:
     """Hand-labelled real news (`data.real`): its files, where the held-out period starts, and the
     share of earlier real articles that validate (thresholds, calibration, the article rule);
-    `train_repeat` is how often each real training sentence is shown to the model per epoch."""
+    `train_repeat` is how often each real training sentence is shown to the model per epoch;
+    `sides` pins earlier articles to train or validation (`read_article_sides`)."""
 
     sentences: str
     articles: str
     holdout_from: str
     rule_share: float = 0.5
     train_repeat: int = 1
+    sides: str | None = None
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> RealSpec:
@@ -108,7 +114,43 @@ class RealSpec:
             holdout_from=str(values["holdout_from"]),
             rule_share=float(values.get("rule_share", 0.5)),
             train_repeat=_positive_int(values.get("train_repeat", 1), "data.real.train_repeat"),
+            sides=str(values["sides"]) if values.get("sides") else None,
         )
+
+
+SIDES_FILE = "real_article_sides.csv"
+SIDES = ("train", "validation")
+
+
+def read_article_sides(path: str | Path, earlier: Sequence[Article]) -> dict[str, str]:
+    """Pinned sides of earlier real articles: a CSV `id,split` (split: train or validation), as
+    `prepare` writes it (SIDES_FILE in the processed folder). With it, relabelling an article moves
+    no other one between training and validation; articles it does not list are split among
+    themselves. Every row must name an earlier labelled article, once."""
+    known = {a.id for a in earlier}
+    sides: dict[str, str] = {}
+    with Path(path).open(encoding="utf-8", newline="") as f:
+        rows = csv.DictReader(f)
+        if rows.fieldnames != ["id", "split"]:
+            raise DataError(path, 1, "header", f"expected the columns id,split, got {rows.fieldnames}")
+        for line, row in enumerate(rows, start=2):
+            if row["id"] not in known:
+                message = f"{row['id']!r} is no labelled real article dated before the held-out period"
+                raise DataError(path, line, "id", message)
+            if row["id"] in sides:
+                raise DataError(path, line, "id", f"{row['id']!r} is listed twice")
+            if row["split"] not in SIDES:
+                raise DataError(path, line, "split", f"must be one of {SIDES}, got {row['split']!r}")
+            sides[row["id"]] = row["split"]
+    return sides
+
+
+def write_article_sides(path: Path, sides: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["id", "split"])
+        writer.writerows(sorted(sides.items()))
 
 
 def _positive_int(value: Any, key: str) -> int:
@@ -210,9 +252,25 @@ def _add_real(
         if not isinstance(article.meta.get("date"), str):
             raise DataError(real.articles, article.line, "date", "real articles need a date (YYYY-MM-DD)")
     validation_share = spec.split["validation"] / max(spec.split["train"] + spec.split["validation"], 1e-9)
+    pinned = None
+    if real.sides:
+        if not Path(real.sides).is_file():
+            raise DataError(
+                real.sides, 0, "data.real.sides", f"no such file: copy {SIDES_FILE} from a prepared split there to pin "
+                "its article sides, or set data.real.sides=null"
+            )
+        pinned = read_article_sides(real.sides, [a for a in real_articles if a.meta["date"] < real.holdout_from])
     parts = split_real(
-        real_sentences, real_articles, labels, real.holdout_from, real.rule_share, validation_share, spec.split_seed
+        real_sentences,
+        real_articles,
+        labels,
+        real.holdout_from,
+        real.rule_share,
+        validation_share,
+        spec.split_seed,
+        pinned=pinned,
     )
+    write_article_sides(Path(spec.processed_dir) / SIDES_FILE, parts.sides)
     written = {dedup_key(e.text) for name in SPLITS for e in sentences[name]}
     held_out = {dedup_key(e.text) for e in parts.sentences[REAL]}
     dropped = 0

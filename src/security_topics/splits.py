@@ -6,8 +6,8 @@ Duplicates (texts equal after normalisation) form one unit, so they always land 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -111,6 +111,7 @@ def in_articles(examples: Sequence[Example], articles: Sequence[Article]) -> lis
 class RealParts:
     sentences: dict[str, list[Example]]
     articles: dict[str, list[Article]]
+    sides: dict[str, str] = field(default_factory=dict)  # earlier article id -> train or validation
 
 
 def split_real(
@@ -121,20 +122,27 @@ def split_real(
     rule_share: float,
     validation_share: float,
     seed: int,
+    pinned: Mapping[str, str] | None = None,
 ) -> RealParts:
     """Real news by time. Articles dated `holdout_from` or later, and every sentence of them (by
     `pool_id`), are held out (`test_real`); a seeded, stratified `rule_share` of the earlier articles
     validates, with their sentences; the other earlier articles give their sentences to training.
     Sentences of no labelled article split into train and validation by their article, so that
-    sentences of one article never sit on both sides; each `batch` of them on its own, as written rows."""
+    sentences of one article never sit on both sides; each `batch` of them on its own, as written rows.
+
+    The stratified choice depends on the articles' labels, so relabelling one article can move others.
+    `pinned` (article id -> train or validation, `RealParts.sides` of an earlier split) keeps each
+    listed article on its side; only the unlisted earlier articles are chosen, among themselves."""
+    pinned = pinned or {}
     held = [a for a in articles if a.meta["date"] >= holdout_from]
     earlier = [a for a in articles if a.meta["date"] < holdout_from]
-    y = _indicator([a.labels for a in earlier], labels)
-    _, rule = _stratified_take(y, rule_share, seed + 2)
-    validating = [earlier[i] for i in rule]
+    free = [a for a in earlier if a.id not in pinned]
+    _, rule = _stratified_take(_indicator([a.labels for a in free], labels), rule_share, seed + 2)
+    sides = {a.id: pinned.get(a.id, "train") for a in earlier}
+    sides.update({free[i].id: "validation" for i in rule})
+    validating = [a for a in earlier if sides[a.id] == "validation"]
     where = {a.id: REAL for a in held}
-    where.update({a.id: "train" for a in earlier})
-    where.update({a.id: "validation" for a in validating})
+    where.update(sides)
     batches: dict[str, set[str]] = defaultdict(set)  # a later batch never moves an earlier row
     for example in sentences:
         batches[str(example.meta.get("batch") or "")].add(example.meta.get("pool_id", ""))
@@ -149,4 +157,4 @@ def split_real(
         pool_id = example.meta.get("pool_id", "")
         date = str(example.meta.get("date", ""))
         out[REAL if date >= holdout_from else where[pool_id]].append(example)
-    return RealParts(out, {"validation": validating, REAL: held})
+    return RealParts(out, {"validation": validating, REAL: held}, sides)

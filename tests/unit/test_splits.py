@@ -4,8 +4,9 @@ from collections import Counter
 
 import pytest
 
+from security_topics.corpus import read_article_sides
 from security_topics.data import Article, Example
-from security_topics.errors import ConfigError
+from security_topics.errors import ConfigError, DataError
 from security_topics.labels import LabelSet
 from security_topics.splits import REAL, find_duplicates, in_articles, split_articles, split_examples, split_real
 from security_topics.text import dedup_key
@@ -226,3 +227,42 @@ def test_real_training_rows_are_repeated_as_configured_and_written_rows_once():
     for bad in (0, 1.5, "2", True):
         with pytest.raises(ConfigError, match=r"data.real.train_repeat must be a whole number of at least 1, got"):
             spec(train_repeat=bad)
+
+
+def test_pinned_sides_keep_every_article_where_it_was_when_one_is_relabelled():
+    sentences, articles = _real()
+    split = dict(labels=LABELS, holdout_from="2017-04-01", rule_share=0.5, validation_share=0.2, seed=1)
+    before = split_real(sentences, articles, **split)
+    assert set(before.sides) == {a.id for a in articles if a.meta["date"] < "2017-04-01"}
+    unlabelled = next(a for a in articles if not a.labels and a.meta["date"] < "2017-04-01")
+    relabelled = [
+        Article(a.id, a.title, a.text, ("narcotics", "aviation"), meta=a.meta) if a is unlabelled else a
+        for a in articles
+    ]
+    moved = split_real(sentences, relabelled, **split).sides
+    assert moved != before.sides  # the stratified choice follows the labels: others move
+    pinned = split_real(sentences, relabelled, **split, pinned=before.sides)
+    assert pinned.sides == before.sides
+    assert pinned.sentences == before.sentences
+    new = [Article(f"ant-new-{i}", "", "نص.", ("cybersecurity",), meta={"date": "2016-02-01"}) for i in range(4)]
+    grown = split_real(sentences, [*relabelled, *new], **split, pinned=before.sides)
+    assert {k: v for k, v in grown.sides.items() if not k.startswith("ant-new")} == before.sides
+    assert sorted(grown.sides[a.id] for a in new) == ["train", "train", "validation", "validation"]  # rule_share
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "field", "message"),
+    [
+        ("article,side\nant-0,train\n", 1, "header", "expected the columns id,split"),
+        ("id,split\nant-0,train\nant-404,train\n", 3, "id", "'ant-404' is no labelled real article"),
+        ("id,split\nant-0,train\nant-0,validation\n", 3, "id", "listed twice"),
+        ("id,split\nant-0,test\n", 2, "split", "must be one of .*got 'test'"),
+    ],
+)
+def test_a_bad_sides_file_names_its_line_and_field(tmp_path, content, line, field, message):
+    path = tmp_path / "sides.csv"
+    path.write_text(content, encoding="utf-8")
+    _, articles = _real()
+    with pytest.raises(DataError, match=message) as error:
+        read_article_sides(path, articles)
+    assert (error.value.line, error.value.field) == (line, field)

@@ -33,6 +33,7 @@ NO_ARABIC = "no_arabic"
 TRUNCATED = "truncated"
 EMPTY = "empty"
 BOILERPLATE = "boilerplate"  # a wire/website line ("اقرأ أيضا: …"): scored, but never decides an article
+REVIEW_BELOW = 0.5  # a label whose calibrated article score is under this is flagged for review
 
 
 @dataclass
@@ -85,8 +86,10 @@ class TopicResult:
 @dataclass
 class ArticleResult:
     """An article's topics with their evidence, its article scores (calibrated where the model is),
-    its sentences, flags, and `needs_review`: the topics whose score lies in the model's review band
-    (decided by the article rule as ever, but worth a person's look; empty without a band)."""
+    its sentences, flags, and `needs_review`: the topics whose score lies in the model's review band,
+    and the labels whose calibrated score is under 0.5 (the validation articles say such a label is
+    more often wrong than right); decided by the article rule as ever, but worth a person's look;
+    empty without a band."""
 
     topics: list[TopicResult]
     scores: dict[str, float]
@@ -424,7 +427,12 @@ class Predictor:
             flags.append(TRUNCATED)
         review = []
         if band is not None:
-            review = [n for n, p, lo, hi in zip(self.labels, calibrated, *band) if lo <= p < hi]
+            labelled = {t.topic for t in topics}
+            review = [
+                n
+                for n, p, lo, hi in zip(self.labels, calibrated, *band)
+                if lo <= p < hi or (n in labelled and p < REVIEW_BELOW)
+            ]
         raw_scores = {name: float(p) for name, p in zip(self.labels, raw)}
         return ArticleResult(topics, scores, sentences, flags, review, raw_scores)
 

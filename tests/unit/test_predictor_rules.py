@@ -183,6 +183,18 @@ def test_needs_review_marks_topics_inside_the_band_in_every_output():
         p.predict_article(ARTICLE, review_target=0.95)
 
 
+def test_a_label_the_calibration_scores_under_a_half_is_flagged_even_outside_the_band():
+    model = calibrated(target=0.9, bands={"0.9": {"reject": [0.1, 0.1], "accept": [0.1, 0.1]}})  # an empty band
+    third = {"kind": "temperature", "a": 1.0, "b": -np.log(19.0)}  # odds / 19: 0.9 -> 0.32, 0.55 -> 0.06
+    model.card.calibration["article"] = [third, {"kind": "none"}]
+    result = Predictor(model).predict_article(ARTICLE, title=TITLE)
+    assert set(result.labels) == {"a", "b"}  # calibration never changes labels...
+    assert result.scores["a"] < 0.5 <= result.scores["b"]
+    assert result.needs_review == ["a"]  # ...but a label it scores under a half is worth a look
+    model.card.calibration["article"] = [HALF, {"kind": "none"}]
+    assert Predictor(model).predict_article(ARTICLE, title=TITLE).needs_review == []
+
+
 def test_a_model_without_a_band_flags_nothing_and_refuses_a_target():
     p = predictor()
     assert p.predict_article(ARTICLE).needs_review == [] and p.review_target is None

@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics
@@ -29,9 +30,8 @@ from security_topics.models import load_model
 def trained_at(commit: str) -> set[str]:
     """Ids of the training split that `dvc repro` produced at `commit` (from DVC's local cache)."""
     lock = subprocess.run(["git", "show", f"{commit}:dvc.lock"], capture_output=True, text=True, check=True).stdout
-    lines = lock.splitlines()
-    at = next(i for i, line in enumerate(lines) if line.strip() == "- path: ./data/processed/security_topics")
-    digest = next(line.split()[-1] for line in lines[at : at + 4] if line.strip().startswith("md5:"))
+    outs = OmegaConf.create(lock).stages.prepare.outs
+    digest = next(out.md5 for out in outs if out.path == "./data/processed/security_topics")
 
     def cached(md5: str) -> Path:
         return Path(".dvc/cache/files/md5") / md5[:2] / md5[2:]

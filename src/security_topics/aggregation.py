@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.metrics import DEFAULT_GRID, one_standard_error, shared_thresholds, tune_thresholds
+from security_topics.metrics import DEFAULT_GRID, cv_splits, one_standard_error, shared_thresholds, tune_thresholds
 
 RULE_KINDS = ("shared", "max", "logistic_strong", "logistic")  # fewest free parameters first
 STRONG_C = 0.05
@@ -129,15 +129,11 @@ def fit_article_rule(
     winner refitted on all articles, every kind's score and the winner's out-of-fold scores.
     """
     from sklearn.metrics import f1_score  # the fits alone need scikit-learn: serving starts without it
-    from sklearn.model_selection import GroupKFold, KFold
 
     x = np.stack(features)  # articles × topics × features
     y = np.asarray(y).astype(int)
     n_articles, n_topics, _ = x.shape
-    if groups is not None and len(set(groups)) >= 2:
-        splits = list(GroupKFold(min(folds, len(set(groups)))).split(x, groups=list(groups)))
-    else:
-        splits = list(KFold(max(2, min(folds, n_articles)), shuffle=True, random_state=seed).split(x))
+    splits = cv_splits(n_articles, groups, folds, seed)
     decided = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
     oof = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
     per_fold: dict[str, list[float]] = {kind: [] for kind in kinds}

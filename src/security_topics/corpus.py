@@ -256,8 +256,11 @@ def _add_real(
     if real.sides:
         if not Path(real.sides).is_file():
             raise DataError(
-                real.sides, 0, "data.real.sides", f"no such file: copy {SIDES_FILE} from a prepared split there to pin "
-                "its article sides, or set data.real.sides=null"
+                real.sides,
+                0,
+                "data.real.sides",
+                f"no such file: copy {SIDES_FILE} from a prepared split there to pin "
+                "its article sides, or set data.real.sides=null",
             )
         pinned = read_article_sides(real.sides, [a for a in real_articles if a.meta["date"] < real.holdout_from])
     parts = split_real(

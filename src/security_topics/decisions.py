@@ -35,7 +35,7 @@ from security_topics.calibration import (
 from security_topics.data import Article, Example
 from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, one_standard_error, shared_thresholds, tune_thresholds
+from security_topics.metrics import compute_metrics, cv_splits, one_standard_error, shared_thresholds, tune_thresholds
 from security_topics.models.card import TopicModel
 from security_topics.predictor import ArticleResult, Predictor
 
@@ -160,16 +160,14 @@ def fit_sentence_thresholds(
     y: np.ndarray, scores: np.ndarray, groups: Sequence[str], kinds: Sequence[str] = THRESHOLD_KINDS, folds: int = 5
 ) -> tuple[np.ndarray, str, dict[str, float]]:
     """Sentence thresholds of the kind that travels best: each kind of `kinds` is tuned inside the
-    folds of a cross-validation that keeps `groups` whole and judged on the held-out group; the kind
+    folds of a cross-validation that keeps `groups` whole (`cv_splits`) and judged on the held-out fold; the kind
     with fewest free parameters within one standard error of the best is refitted on all rows.
     Returns the thresholds, the kind and each kind's cross-validated macro-F1."""
-    from sklearn.model_selection import GroupKFold  # fitting alone needs scikit-learn
-
     fits = {"shared": shared_thresholds, "per_topic": tune_thresholds}
     y, scores = np.asarray(y).astype(bool), np.asarray(scores, dtype=np.float64)
-    if len(kinds) == 1 or len(set(groups)) < 2:
+    if len(kinds) == 1:
         return fits[kinds[0]](y, scores), kinds[0], {}
-    splits = GroupKFold(min(folds, len(set(groups)))).split(scores, groups=list(groups))
+    splits = cv_splits(len(y), groups, folds)
     decided = {kind: np.zeros_like(y) for kind in kinds}
     per_fold: dict[str, list[float]] = {kind: [] for kind in kinds}
     names = [str(j) for j in range(y.shape[1])]

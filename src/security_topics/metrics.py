@@ -107,6 +107,19 @@ def shared_thresholds(
     return shared + weight * (own - shared)
 
 
+def cv_splits(
+    n: int, groups: Sequence[str] | None = None, folds: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train/held-out index pairs for comparing choices: with two or more `groups` (a time period or
+    a source per row) each group stays whole, so a choice is judged on rows unlike those it was fitted
+    on; otherwise shuffled folds (at least 2, at most one row each)."""
+    from sklearn.model_selection import GroupKFold, KFold
+
+    if groups is not None and len(set(groups)) >= 2:
+        return list(GroupKFold(min(folds, len(set(groups)))).split(np.zeros(n), groups=list(groups)))
+    return list(KFold(max(2, min(folds, n)), shuffle=True, random_state=seed).split(np.zeros(n)))
+
+
 def one_standard_error(kinds: Sequence[str], cv: dict[str, float], per_fold: dict[str, list[float]]) -> str:
     """The kind with the fewest free parameters (listed first) whose cross-validated score is within
     one standard error of the best one's (the spread of its per-fold scores): a smaller difference is

@@ -144,6 +144,8 @@ def test_sentence_thresholds_are_per_topic_only_where_held_out_groups_show_it_pa
     assert kind == "per_topic" and cv["per_topic"] > cv["shared"]
     assert thresholds[0] < 0.25 and thresholds[1] > 0.8
     assert fit_sentence_thresholds(y, scores, groups, kinds=("shared",))[1:] == ("shared", {})
+    _, kind, cv = fit_sentence_thresholds(y, scores, ["one period"] * 600)  # no groups: shuffled folds
+    assert kind == "per_topic" and cv["per_topic"] > cv["shared"]
 
 
 def test_fitting_decisions_records_the_threshold_kind_and_its_cross_validation():

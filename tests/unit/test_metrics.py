@@ -6,6 +6,7 @@ from security_topics.metrics import (
     DEFAULT_GRID,
     best_threshold,
     compute_metrics,
+    cv_splits,
     f1_by_threshold,
     majority_baseline,
     one_standard_error,
@@ -81,6 +82,19 @@ def test_the_simplest_kind_within_one_standard_error_of_the_best_wins():
     assert one_standard_error(kinds, {"simple": 0.855, "rich": 0.86}, per_fold) == "simple"
     assert one_standard_error(kinds, {"simple": 0.84, "rich": 0.86}, per_fold) == "rich"
     assert one_standard_error(kinds, {"simple": 0.9, "rich": 0.86}, per_fold) == "simple"
+
+
+def test_cv_splits_keep_groups_whole_and_fall_back_to_shuffled_folds():
+    groups = [f"2016-H{i % 3}" for i in range(12)]
+    splits = cv_splits(12, groups, folds=5)
+    assert len(splits) == 3  # no more folds than groups
+    for train, held_out in splits:
+        assert {groups[i] for i in train}.isdisjoint({groups[i] for i in held_out})
+    assert sorted(np.concatenate([held_out for _, held_out in splits]).tolist()) == list(range(12))
+    one_group = cv_splits(12, ["2016-H1"] * 12, folds=5, seed=1)
+    assert len(one_group) == 5 and all(len(held_out) in (2, 3) for _, held_out in one_group)
+    assert [h.tolist() for _, h in one_group] == [h.tolist() for _, h in cv_splits(12, None, folds=5, seed=1)]
+    assert len(cv_splits(3, None, folds=5)) == 3  # at most one fold per row
 
 
 def test_label_set_encodes_and_rejects_bad_sets():

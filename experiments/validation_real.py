@@ -10,6 +10,9 @@ A relabelled article can move others between training and validation (the articl
 stratified by labels), so a model trained on an earlier split may have trained on some of today's
 validation sentences. `--not-trained-at COMMIT` (repeatable) leaves out every sentence that was in
 the training split of the `dvc repro` recorded at COMMIT (its `dvc.lock`, read from DVC's cache).
+
+`--average` scores the models as one ensemble of equal weights (seeds of one recipe, say): their scores
+averaged, with one `shared` set of thresholds fitted on the averaged scores of the whole split.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics
+from security_topics.metrics import compute_metrics, shared_thresholds
 from security_topics.models import load_model
 
 
@@ -46,19 +49,28 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--split", type=Path, default=Path("data/processed/security_topics/validation.jsonl"))
     parser.add_argument("--not-trained-at", nargs="*", default=[], metavar="COMMIT")
+    parser.add_argument("--average", action="store_true", help="score the models as one equal-weight ensemble")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.split.read_text(encoding="utf-8").splitlines()]
     seen = set().union(*(trained_at(commit) for commit in args.not_trained_at))
-    real = [r for r in rows if r.get("source") and r["id"] not in seen]
+    real = np.array([bool(r.get("source")) and r["id"] not in seen for r in rows])
+    texts = [r["text"] for r in rows]
+    scored = []
     for path in args.models:
         model = load_model(path, num_threads=1)
         labels = LabelSet.of(model.card.labels)
-        y = labels.encode_many([r["labels"] for r in real])
-        scores = model.score([r["text"] for r in real]).probs
-        metrics = compute_metrics(y, scores >= np.asarray(model.card.thresholds), labels.names)
+        scored.append((path, labels, model.score(texts).probs, np.asarray(model.card.thresholds)))
+    if args.average:
+        labels = scored[0][1]
+        mean = np.mean([scores for _, _, scores, _ in scored], axis=0)
+        thresholds = shared_thresholds(labels.encode_many([r["labels"] for r in rows]), mean)
+        scored = [(" + ".join(args.models), labels, mean, thresholds)]
+    for name, labels, scores, thresholds in scored:
+        y = labels.encode_many([r["labels"] for r, keep in zip(rows, real) if keep])
+        metrics = compute_metrics(y, scores[real] >= thresholds, labels.names)
         topics = " ".join(f"{t} {metrics[f'{t}_f1']:.3f}" for t in labels.names)
         overall = f"macro-F1 {metrics['macro_f1']:.4f}, micro {metrics['micro_f1']:.4f}"
-        print(f"{path}: {len(real)} real sentences, {overall}; {topics}")
+        print(f"{name}: {int(real.sum())} real sentences, {overall}; {topics}")
 
 
 if __name__ == "__main__":

@@ -160,12 +160,13 @@ def fit_sentence_thresholds(
     y: np.ndarray, scores: np.ndarray, groups: Sequence[str], kinds: Sequence[str] = THRESHOLD_KINDS, folds: int = 5
 ) -> tuple[np.ndarray, str, dict[str, float]]:
     """Sentence thresholds of the kind that travels best: each kind of `kinds` is tuned inside the
-    folds of a cross-validation that keeps `groups` whole (`cv_splits`) and judged on the held-out fold; the kind
-    with fewest free parameters within one standard error of the best is refitted on all rows.
-    Returns the thresholds, the kind and each kind's cross-validated macro-F1."""
+    folds of a cross-validation that keeps `groups` whole (`cv_splits`) and judged on the held-out
+    fold; the kind with fewest free parameters within one standard error of the best is refitted on
+    all rows. Returns the thresholds, the kind and each kind's cross-validated macro-F1 (none where
+    there is one kind or one row: the first kind)."""
     fits = {"shared": shared_thresholds, "per_topic": tune_thresholds}
     y, scores = np.asarray(y).astype(bool), np.asarray(scores, dtype=np.float64)
-    if len(kinds) == 1:
+    if len(kinds) == 1 or len(y) < 2:
         return fits[kinds[0]](y, scores), kinds[0], {}
     splits = cv_splits(len(y), groups, folds)
     decided = {kind: np.zeros_like(y) for kind in kinds}

@@ -146,6 +146,7 @@ def test_sentence_thresholds_are_per_topic_only_where_held_out_groups_show_it_pa
     assert fit_sentence_thresholds(y, scores, groups, kinds=("shared",))[1:] == ("shared", {})
     _, kind, cv = fit_sentence_thresholds(y, scores, ["one period"] * 600)  # no groups: shuffled folds
     assert kind == "per_topic" and cv["per_topic"] > cv["shared"]
+    assert fit_sentence_thresholds(y[:1], scores[:1], ["2016-H1"])[1:] == ("shared", {})  # one row: no folds
 
 
 def test_fitting_decisions_records_the_threshold_kind_and_its_cross_validation():

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 
+import dvc.api
 import numpy as np
-from omegaconf import OmegaConf
 
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, shared_thresholds
@@ -31,17 +30,9 @@ from security_topics.models import load_model
 
 
 def trained_at(commit: str) -> set[str]:
-    """Ids of the training split that `dvc repro` produced at `commit` (from DVC's local cache)."""
-    lock = subprocess.run(["git", "show", f"{commit}:dvc.lock"], capture_output=True, text=True, check=True).stdout
-    outs = OmegaConf.create(lock).stages.prepare.outs
-    digest = next(out.md5 for out in outs if out.path == "./data/processed/security_topics")
-
-    def cached(md5: str) -> Path:
-        return Path(".dvc/cache/files/md5") / md5[:2] / md5[2:]
-
-    manifest = json.loads(cached(digest).read_text())
-    train = next(entry["md5"] for entry in manifest if entry["relpath"] == "train.jsonl")
-    return {json.loads(line)["id"] for line in cached(train).read_text(encoding="utf-8").splitlines()}
+    """Ids of the training split that `dvc repro` recorded at `commit` (read from DVC's cache)."""
+    text = dvc.api.read("data/processed/security_topics/train.jsonl", rev=commit, encoding="utf-8")
+    return {json.loads(line)["id"] for line in text.splitlines()}
 
 
 def main() -> None:

@@ -7,6 +7,9 @@
     python data/pools/choose_near_misses.py --model models/pipeline --min-score 0 --max-score 1.01 \
         --quota aviation=70 --pattern "aviation=$ROUND8_AVIATION" --out data/pools/labelling/sentences-12.jsonl
                                                                         # round 8 (ROUND8_AVIATION below)
+    python data/pools/choose_near_misses.py --min-score 0 --max-score 1.01 --random 150 \
+        --quota counterterrorism=420 aviation=420 sports_security=300 cybersecurity=90 narcotics=16 \
+        --out data/pools/labelling/sentences-13.jsonl                  # round 9 (no model needed)
 
 Written for what the validation real news showed (data/README.md): most article false alarms were
 ordinary airline and airport stories given `aviation`, then military and crime stories given
@@ -22,6 +25,9 @@ Whatever they turn out to be is labelled: the model's near misses and its real p
 keywords; only the topics of the quota are scored. Round 8 took aircraft incidents and aviation
 security at any score (ROUND8_AVIATION), after the validation real news showed round 7's near misses
 (mostly military and ordinary flights, labelled `none`) costing aircraft-crash recall.
+Round 9 took keyword hits at any score, in volume (the band [0, 1.01) scores nothing, so no model is
+loaded), and `--random N` adds a seeded uniform sample of N sentences that match no topic's keywords
+(one per article), so the real news of the training period is labelled as it is, not only its hard cases.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import re
 from pathlib import Path
 
 from choose_articles import HOLDOUT_FROM, KEYWORDS
+from merge_labels import TOPICS
 
 HERE = Path(__file__).resolve().parent
 MIN_SCORE = 0.3
@@ -57,6 +64,7 @@ def main() -> None:
     parser.add_argument("--max-score", type=float, default=1.0, help="exclusive")
     parser.add_argument("--quota", nargs="*", default=[], metavar="TOPIC=N", help=f"instead of {QUOTA}")
     parser.add_argument("--pattern", nargs="*", default=[], metavar="TOPIC=REGEX", help="instead of KEYWORDS")
+    parser.add_argument("--random", type=int, default=0, metavar="N", help="N sentences matching no keywords")
     args = parser.parse_args()
     quotas = {k: int(v) for k, v in (q.split("=") for q in args.quota)} if args.quota else QUOTA
     overrides = dict(p.split("=", 1) for p in args.pattern)
@@ -70,6 +78,7 @@ def main() -> None:
     labelled = {json.loads(line)["id"] for line in (raw / "real_articles.jsonl").read_text().splitlines()}
     pool = [json.loads(line) for line in args.pool.read_text(encoding="utf-8").splitlines()]
     items: list[tuple[str, str, str]] = []  # (sid, text, topic whose keywords it matches)
+    others: dict[str, list[tuple[str, str]]] = {}  # article -> its sentences that match no keywords
     for article in pool:
         if article["date"] >= HOLDOUT_FROM or article["id"] in labelled:
             continue
@@ -82,13 +91,19 @@ def main() -> None:
                     known.add(key)
                     items.append((f"{article['id']}#{i}", sentence.text, topic))
                     break
+            else:
+                others.setdefault(article["id"], []).append((f"{article['id']}#{i}", sentence.text))
     items = [item for item in items if item[2] in quotas]
-    predictor = Predictor.load(args.model, precision="auto", num_threads=2)
-    scores = predictor.raw_scores([text for _, text, _ in items])
+    labels = list(TOPICS)
+    if args.min_score <= 0 and args.max_score > 1:
+        scores = [[0.0] * len(labels) for _ in items]  # every score is in the band: nothing to score
+    else:
+        predictor = Predictor.load(args.model, precision="auto", num_threads=2)
+        labels, scores = predictor.labels, predictor.raw_scores([text for _, text, _ in items])
     rng = random.Random(args.seed)
     chosen: list[dict] = []
     for topic, quota in quotas.items():
-        j = predictor.labels.index(topic)
+        j = labels.index(topic)
         seen: set[str] = set()
         candidates = []
         for (sid, text, matched), row in zip(items, scores):
@@ -99,6 +114,17 @@ def main() -> None:
         rng.shuffle(candidates)
         chosen += candidates[:quota]
         print(f"{topic}: {len(candidates)} candidates, {min(quota, len(candidates))} taken")
+    taken = {c["sid"].split("#")[0] for c in chosen}
+    rest = []
+    for aid, sentences in others.items():
+        sid, text = rng.choice(sentences)
+        if aid not in taken and dedup_key(text) not in known:
+            known.add(dedup_key(text))
+            rest.append({"sid": sid, "text": text})
+    rng.shuffle(rest)
+    chosen += rest[: args.random]
+    if args.random:
+        print(f"no keywords: {len(rest)} candidates, {min(args.random, len(rest))} taken")
     rng.shuffle(chosen)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", encoding="utf-8") as f:

@@ -47,6 +47,10 @@ RESOLVED = {
         "a shooting at the airport closes it; the sentence frames no attack or group: aviation alone",
     ),
     "ant-JA-localNews-2491-20170309#1": ((), "an unnamed incident that stopped the airline's flights: neither safety nor security"),
+    # Round 9 (append_batch.py 13): the two passes' disagreements, settled by the guide
+    "ant-JA-internationalNews-532-20160613#3": ((), "the police say the killing's motive is not known, terrorist or criminal: no framing"),
+    "ant-JA-internationalNews-222-20170210#4": ((), "a court on the travel ban finds no evidence of terror attacks: migration policy"),
+    "ant-JA-localNews-1049-20170209#2": ((), "an antiquities seizure; the suspect's takfiri views are his background, as drug use is"),
 }
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from security_topics.metrics import DEFAULT_GRID, cv_splits, one_standard_error, shared_thresholds, tune_thresholds
+from security_topics.metrics import DEFAULT_GRID, compare_kinds, cv_splits, shared_thresholds, tune_thresholds
 
 RULE_KINDS = ("shared", "max", "logistic_strong", "logistic")  # fewest free parameters first
 STRONG_C = 0.05
@@ -128,24 +128,14 @@ def fit_article_rule(
     each group whole, so the rule is judged on articles unlike those it was fitted on. Returns the
     winner refitted on all articles, every kind's score and the winner's out-of-fold scores.
     """
-    from sklearn.metrics import f1_score  # the fits alone need scikit-learn: serving starts without it
-
     x = np.stack(features)  # articles × topics × features
     y = np.asarray(y).astype(int)
-    n_articles, n_topics, _ = x.shape
-    splits = cv_splits(n_articles, groups, folds, seed)
-    decided = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
-    oof = {kind: np.zeros((n_articles, n_topics)) for kind in kinds}
-    per_fold: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for train, test in splits:
-        for kind in kinds:
-            rule = _fit(kind, x[train], y[train], C)
-            scores = np.stack([rule.scores(f) for f in x[test]])
-            oof[kind][test] = scores
-            decided[kind][test] = scores >= rule.thresholds
-            per_fold[kind].append(float(f1_score(y[test], decided[kind][test], average="micro", zero_division=0)))
-    cv = {kind: float(f1_score(y, pred, average="macro", zero_division=0)) for kind, pred in decided.items()}
-    best = one_standard_error(kinds, cv, per_fold)
+
+    def fit_score(kind: str, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rule = _fit(kind, x[train], y[train], C)
+        return np.stack([rule.scores(f) for f in x[test]]), rule.thresholds
+
+    best, cv, oof = compare_kinds(kinds, cv_splits(len(x), groups, folds, seed), y, fit_score)
     return RuleFit(_fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}, oof[best])
 
 

@@ -35,7 +35,7 @@ from security_topics.calibration import (
 from security_topics.data import Article, Example
 from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, cv_splits, one_standard_error, shared_thresholds, tune_thresholds
+from security_topics.metrics import compare_kinds, compute_metrics, cv_splits, shared_thresholds, tune_thresholds
 from security_topics.models.card import TopicModel
 from security_topics.predictor import ArticleResult, Predictor
 
@@ -168,16 +168,12 @@ def fit_sentence_thresholds(
     y, scores = np.asarray(y).astype(bool), np.asarray(scores, dtype=np.float64)
     if len(kinds) == 1 or len(y) < 2:
         return fits[kinds[0]](y, scores), kinds[0], {}
-    splits = cv_splits(len(y), groups, folds)
-    decided = {kind: np.zeros_like(y) for kind in kinds}
-    per_fold: dict[str, list[float]] = {kind: [] for kind in kinds}
-    names = [str(j) for j in range(y.shape[1])]
-    for train, test in splits:
-        for kind in kinds:
-            decided[kind][test] = scores[test] >= fits[kind](y[train], scores[train])
-            per_fold[kind].append(compute_metrics(y[test], decided[kind][test], names)["micro_f1"])
-    cv = {kind: compute_metrics(y, decided[kind], names)["macro_f1"] for kind in kinds}
-    best = one_standard_error(kinds, cv, per_fold)
+    best, cv, _ = compare_kinds(
+        kinds,
+        cv_splits(len(y), groups, folds),
+        y,
+        lambda kind, train, test: (scores[test], fits[kind](y[train], scores[train])),
+    )
     return fits[best](y, scores), best, cv
 
 

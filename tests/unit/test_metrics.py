@@ -5,6 +5,7 @@ from security_topics.labels import LabelSet
 from security_topics.metrics import (
     DEFAULT_GRID,
     best_threshold,
+    compare_kinds,
     compute_metrics,
     cv_splits,
     f1_by_threshold,
@@ -95,6 +96,33 @@ def test_cv_splits_keep_groups_whole_and_fall_back_to_shuffled_folds():
     assert len(one_group) == 5 and all(len(held_out) in (2, 3) for _, held_out in one_group)
     assert [h.tolist() for _, h in one_group] == [h.tolist() for _, h in cv_splits(12, None, folds=5, seed=1)]
     assert len(cv_splits(3, None, folds=5)) == 3  # at most one fold per row
+
+
+def test_compare_kinds_judges_each_kind_on_its_held_out_decisions():
+    y = np.array([[1], [0], [1], [0], [1], [0]])
+    scores = np.array([[0.9], [0.2], [0.8], [0.3], [0.7], [0.4]])
+    splits = cv_splits(6, ["a", "a", "b", "b", "c", "c"], folds=3)
+    fitted_on: list[list[int]] = []
+
+    def fit_score(kind, train, test):
+        fitted_on.append(sorted(train.tolist()))
+        threshold = {"right": 0.5, "wrong": 0.1}[kind]  # "wrong" passes every row
+        return scores[test] * (1 if kind == "right" else 0.5), np.array([threshold])
+
+    best, cv, oof = compare_kinds(("wrong", "right"), splits, y, fit_score)
+    assert best == "right" and cv["right"] == 1.0 and cv["wrong"] == pytest.approx(2 / 3)
+    assert oof["right"].ravel().tolist() == scores.ravel().tolist()  # every row scored once, in place
+    assert oof["wrong"].ravel().tolist() == (scores.ravel() * 0.5).tolist()
+    held_out = [sorted(test.tolist()) for _, test in splits]
+    rests = [sorted(set(range(6)) - set(test)) for test in held_out for _ in range(2)]
+    assert fitted_on == rests  # each kind fitted on each fold's other rows
+
+
+def test_one_topic_is_scored_alone_not_averaged_with_the_none_class():
+    y_true, y_pred = np.array([[1], [1], [0], [1]]), np.array([[1], [0], [1], [1]])  # the none class: F1 0
+    metrics = compute_metrics(y_true, y_pred, ["aviation"])
+    assert metrics["macro_f1"] == metrics["micro_f1"] == metrics["aviation_f1"] == pytest.approx(2 / 3)
+    assert metrics["aviation_precision"] == metrics["aviation_recall"] == pytest.approx(2 / 3)
 
 
 def test_label_set_encodes_and_rejects_bad_sets():

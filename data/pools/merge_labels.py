@@ -51,6 +51,15 @@ RESOLVED = {
     "ant-JA-internationalNews-532-20160613#3": ((), "the police say the killing's motive is not known, terrorist or criminal: no framing"),
     "ant-JA-internationalNews-222-20170210#4": ((), "a court on the travel ban finds no evidence of terror attacks: migration policy"),
     "ant-JA-localNews-1049-20170209#2": ((), "an antiquities seizure; the suspect's takfiri views are his background, as drug use is"),
+    # `security-topics review-labels` after round 9: 25 of its rows flagged, read by the guide, 2 changed
+    "ant-JA-society-260-20161110#1": (
+        ("counterterrorism",),
+        "a round-up that arrests a man wanted by the counter-terrorism squad, as the corpus's other round-ups",
+    ),
+    "ant-JA-internationalNews-402-20150427#2": (
+        ("counterterrorism",),
+        "terrorism is the first of the dangers the statement is about, as a minister naming it the main threat",
+    ),
 }
 
 

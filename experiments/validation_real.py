@@ -10,6 +10,8 @@ A relabelled article can move others between training and validation (the articl
 stratified by labels), so a model trained on an earlier split may have trained on some of today's
 validation sentences. `--not-trained-at COMMIT` (repeatable) leaves out every sentence that was in
 the training split of the `dvc repro` recorded at COMMIT (its `dvc.lock`, read from DVC's cache).
+`--leave-out-batch r9` also leaves out the rows of a later labelling batch, to score the same
+sentences as a comparison made before it.
 
 `--average` scores the models as one ensemble of equal weights (seeds of one recipe, say): their scores
 averaged, with one `shared` set of thresholds fitted on the averaged scores of the whole split.
@@ -40,11 +42,13 @@ def main() -> None:
     parser.add_argument("models", nargs="+")
     parser.add_argument("--split", type=Path, default=Path("data/processed/security_topics/validation.jsonl"))
     parser.add_argument("--not-trained-at", nargs="*", default=[], metavar="COMMIT")
+    parser.add_argument("--leave-out-batch", nargs="*", default=[], metavar="BATCH", help="e.g. r9: rows added since")
     parser.add_argument("--average", action="store_true", help="score the models as one equal-weight ensemble")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.split.read_text(encoding="utf-8").splitlines()]
     seen = set().union(*(trained_at(commit) for commit in args.not_trained_at))
-    real = np.array([bool(r.get("source")) and r["id"] not in seen for r in rows])
+    left_out = set(args.leave_out_batch)
+    real = np.array([bool(r.get("source")) and r["id"] not in seen and r.get("batch") not in left_out for r in rows])
     texts = [r["text"] for r in rows]
     scored = []
     for path in args.models:
@@ -59,7 +63,10 @@ def main() -> None:
     for name, labels, scores, thresholds in scored:
         y = labels.encode_many([r["labels"] for r, keep in zip(rows, real) if keep])
         metrics = compute_metrics(y, scores[real] >= thresholds, labels.names)
-        topics = " ".join(f"{t} {metrics[f'{t}_f1']:.3f}" for t in labels.names)
+        topics = " ".join(
+            f"{t} {metrics[f'{t}_f1']:.3f} (P {metrics[f'{t}_precision']:.2f} R {metrics[f'{t}_recall']:.2f})"
+            for t in labels.names
+        )
         overall = f"macro-F1 {metrics['macro_f1']:.4f}, micro {metrics['micro_f1']:.4f}"
         print(f"{name}: {int(real.sum())} real sentences, {overall}; {topics}")
 

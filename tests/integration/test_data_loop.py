@@ -34,11 +34,6 @@ DEFAULT = ROOT / "models" / "default"
 
 
 @pytest.mark.skipif(not (DEFAULT / "security_topics.json").is_file(), reason="no trained models/default: run make run")
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #24, open: the default model's sentences carry all five topics, but sports_security's best "
-    "sentence (0.84) stays under the learnt article threshold (0.86); the article gets four",
-)
 def test_the_seed_article_carries_all_five_topics_and_its_boilerplate_decides_nothing():
     from security_topics import Predictor
 

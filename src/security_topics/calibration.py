@@ -234,21 +234,21 @@ def coverage(
         "f1_all": _micro_f1(y, predicted),
     }
     auto = ~in_band
-    tp = int((y & predicted & auto).sum())
-    fp = int((~y & predicted & auto).sum())
-    fn = int((y & ~predicted & auto).sum())
-    out["decision_f1_covered"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
+    out["decision_f1_covered"] = _pooled_f1(y & auto, predicted & auto)
     return out
 
 
 def _micro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
+    return _pooled_f1(y, predicted) if len(y) else float("nan")
 
-    if not len(y):
-        return float("nan")
-    if not (y.any() or predicted.any()):
-        return 1.0
-    return float(f1_score(y, predicted, average="micro", zero_division=0))
+
+def _pooled_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    """Micro-F1 from the (row, topic) decisions pooled, 1.0 where there is nothing to find or miss.
+    Counted, not scikit-learn's: it reads a one-topic matrix as binary and pools the `none` class in."""
+    tp = int((y & predicted).sum())
+    fp = int((~y & predicted).sum())
+    fn = int((y & ~predicted).sum())
+    return 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
 
 
 def cross_fitted(fit: Any, y: np.ndarray, x: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:

@@ -19,7 +19,7 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str
 
     y_true = np.asarray(y_true).astype(int)
     y_pred = np.asarray(y_pred).astype(int)
-    only = _topic_columns(y_true)
+    only = topic_columns(y_true)
     precision, recall, f1, _ = precision_recall_fscore_support(
         y_true, y_pred, average=None, labels=only, zero_division=0
     )
@@ -36,9 +36,10 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str
     return metrics
 
 
-def _topic_columns(y: np.ndarray) -> list[int] | None:
-    """scikit-learn reads a one-column label matrix as a binary target with two classes (0 and 1) and
-    would average the `none` class in; [1] keeps the topic alone. More columns are multilabel."""
+def topic_columns(y: np.ndarray) -> list[int] | None:
+    """The `labels` argument of scikit-learn's metrics for a label matrix: scikit-learn reads a
+    one-column matrix as a binary target with two classes (0 and 1) and would average the `none` class
+    in; [1] keeps the topic alone. More columns are multilabel (None: every column)."""
     return [1] if np.ndim(y) == 2 and np.shape(y)[1] == 1 else None
 
 

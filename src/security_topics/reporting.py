@@ -24,7 +24,7 @@ from security_topics.calibration import ECE_BINS, coverage, expected_calibration
 from security_topics.data import Article, Example
 from security_topics.decisions import decide
 from security_topics.labels import LabelSet
-from security_topics.metrics import compute_metrics, slice_rates, support
+from security_topics.metrics import compute_metrics, slice_rates, support, topic_columns
 from security_topics.predictor import Predictor
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,9 @@ def write_report(
     metrics = compute_metrics(y_true, y_pred, labels)
     on_disk = {**metrics, "support": support(y_true, labels)}
     (out_dir / f"{prefix}_metrics.json").write_text(json.dumps(on_disk, indent=2) + "\n")
-    report = classification_report(y_true.astype(int), y_pred, target_names=list(labels), zero_division=0, digits=3)
+    report = classification_report(
+        y_true.astype(int), y_pred, labels=topic_columns(y_true), target_names=list(labels), zero_division=0, digits=3
+    )
     (out_dir / f"{prefix}_classification_report.txt").write_text(report)
     _write_predictions(out_dir / f"{prefix}_predictions.csv", labels, y_true, y_pred, scores, texts, ids)
     _write_predictions(out_dir / f"{prefix}_errors.csv", labels, y_true, y_pred, scores, texts, ids, errors_only=True)
@@ -317,7 +319,8 @@ def _figure(n_panels: int) -> tuple[Any, np.ndarray]:
 
 def plot_confusion(path: Path, labels: Sequence[str], y_true: np.ndarray, y_pred: np.ndarray, title: str) -> None:
     """One 2×2 matrix per topic; counts in white on dark cells and black on light ones."""
-    matrices = multilabel_confusion_matrix(y_true.astype(int), y_pred.astype(int), labels=range(len(labels)))
+    columns = topic_columns(y_true) or range(len(labels))
+    matrices = multilabel_confusion_matrix(y_true.astype(int), y_pred.astype(int), labels=columns)
     fig, axes = _figure(len(labels))
     for ax, name, matrix in zip(axes, labels, matrices):
         ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max()), 1))

@@ -120,6 +120,12 @@ def test_coverage_reports_the_share_decided_and_f1_on_it():
     assert figures["decision_coverage"] == pytest.approx(5 / 8)
 
 
+def test_coverage_of_one_topic_pools_the_topic_alone():
+    y, scores = np.array([[1], [1], [0], [1]]), np.array([[0.9], [0.1], [0.8], [0.7]])  # 2 right, 1 missed, 1 false
+    figures = coverage(y, scores, np.array([0.5]), np.array([0.0]), np.array([0.0]))  # empty band
+    assert figures["f1_all"] == figures["f1_covered"] == figures["decision_f1_covered"] == pytest.approx(2 / 3)
+
+
 def test_a_steep_temperature_saturates_without_overflow_warnings():
     steep = Calibrator("temperature", a=80.0, b=-3.0)  # exp(-(80 · logit(1e-6) - 3)) overflows float64
     with warnings.catch_warnings():

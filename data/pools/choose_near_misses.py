@@ -118,8 +118,9 @@ def main() -> None:
     rest = []
     for aid, sentences in others.items():
         sid, text = rng.choice(sentences)
-        if aid not in taken and dedup_key(text) not in known:
-            known.add(dedup_key(text))
+        key = dedup_key(text)
+        if aid not in taken and key not in known:
+            known.add(key)
             rest.append({"sid": sid, "text": text})
     rng.shuffle(rest)
     chosen += rest[: args.random]

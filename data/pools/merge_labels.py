@@ -51,6 +51,14 @@ RESOLVED = {
     "ant-JA-internationalNews-532-20160613#3": ((), "the police say the killing's motive is not known, terrorist or criminal: no framing"),
     "ant-JA-internationalNews-222-20170210#4": ((), "a court on the travel ban finds no evidence of terror attacks: migration policy"),
     "ant-JA-localNews-1049-20170209#2": ((), "an antiquities seizure; the suspect's takfiri views are his background, as drug use is"),
+    # Round 10 (append_batch.py 14): the two passes' disagreements, settled by the guide
+    "ant-JA-internationalNews-895-20160921#2": ((), "an unclaimed bomb alert at a campus: a bomb threat with no group named"),
+    "ant-JA-internationalNews-465-20160719#3": ((), "a lone attacker's axe attack that the sentence does not frame (only the title does)"),
+    "ant-JA-internationalNews-847-20170320#2": ((), "injured passengers: the sentence does not say of what, the title does"),
+    "ant-JA-internationalNews-523-20160716#3": (
+        ("counterterrorism",),
+        "a festival cancelled after the 14 July attack in Nice, a known terrorist attack named by place and date",
+    ),
     # `security-topics review-labels` after round 9: 25 of its rows flagged, read by the guide, 2 changed
     "ant-JA-society-260-20161110#1": (
         ("counterterrorism",),
@@ -60,6 +68,9 @@ RESOLVED = {
         ("counterterrorism",),
         "terrorism is the first of the dangers the statement is about, as a minister naming it the main threat",
     ),
+    # `security-topics review-labels` after round 10: 5 of its rows flagged, read by the guide, 2 changed
+    "ant-JA-internationalNews-283-20161214#3": ((), "parties and «the danger of attacks» before an election: unnamed attacks, politics"),
+    "ant-JA-localNews-4126-20150702#1": ((), "clashes over a mosque's closure: the sentence names no extremism, unrest"),
 }
 
 

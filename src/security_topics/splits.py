@@ -5,6 +5,7 @@ Duplicates (texts equal after normalisation) form one unit, so they always land 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,11 @@ def _check_ratios(ratios: dict[str, float], names: Sequence[str]) -> None:
         raise ValueError(f"split ratios must sum to 1, got {total} from {ratios}")
 
 
+def batch_order(name: str) -> list[str | int]:
+    """Sort key of batch names, numbers by value: r9 before r10 (as strings, r10 sorts before r6)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def split_examples(
     examples: Sequence[Example], labels: LabelSet, ratios: dict[str, float], seed: int
 ) -> dict[str, list[Example]]:
@@ -72,7 +78,7 @@ def split_examples(
     for example in examples:
         batches[str(example.meta.get("batch") or "")].append(example)
     out: dict[str, list[Example]] = {name: [] for name in SPLITS}
-    for name in sorted(batches):
+    for name in sorted(batches, key=batch_order):
         for split, members in _split_batch(batches[name], labels, ratios, seed).items():
             out[split] += members
     for name in SPLITS:
@@ -146,7 +152,7 @@ def split_real(
     batches: dict[str, set[str]] = defaultdict(set)  # a later batch never moves an earlier row
     for example in sentences:
         batches[str(example.meta.get("batch") or "")].add(example.meta.get("pool_id", ""))
-    for name in sorted(batches):
+    for name in sorted(batches, key=batch_order):  # earlier batches place their articles first
         loose = sorted(batches[name] - set(where))  # an article already placed keeps its side
         order = np.random.default_rng(seed + 3).permutation(len(loose))
         n_validation = int(round(validation_share * len(loose)))

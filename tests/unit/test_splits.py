@@ -8,7 +8,15 @@ from security_topics.corpus import read_article_sides
 from security_topics.data import Article, Example
 from security_topics.errors import ConfigError, DataError
 from security_topics.labels import LabelSet
-from security_topics.splits import REAL, find_duplicates, in_articles, split_articles, split_examples, split_real
+from security_topics.splits import (
+    REAL,
+    batch_order,
+    find_duplicates,
+    in_articles,
+    split_articles,
+    split_examples,
+    split_real,
+)
 from security_topics.text import dedup_key
 
 LABELS = LabelSet.of(["counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security"])
@@ -186,6 +194,36 @@ def test_a_new_batch_of_real_sentences_never_moves_an_earlier_one():
         assert {side[e.id] for e in members} <= {name}
     assert side["x-3#2"] == side["x-3#1"]
     assert [side[f"y-{i}#1"] for i in range(20)].count("validation") == 4  # the batch is split too
+
+
+def test_batches_are_placed_in_numeric_order_so_r10_never_moves_r9():
+    sentences, articles = _real()
+    split = dict(labels=LABELS, holdout_from="2017-04-01", rule_share=0.5, validation_share=0.2, seed=1)
+
+    def batch(name: str, prefix: str) -> list[Example]:
+        return [
+            Example(
+                f"جملة {prefix} {i}",
+                (),
+                id=f"{prefix}-{i}#1",
+                meta={"pool_id": f"{prefix}-{i}", "date": "2016-06-01", "batch": name},
+            )
+            for i in range(20)
+        ]
+
+    r9 = batch("r9", "y")
+    before = split_real([*sentences, *r9], articles, **split)
+    # round 10 holds a second sentence of a round-9 article: as a string "r10" sorts before "r9"
+    r10 = [
+        *batch("r10", "z"),
+        Example("جملة ثانية", (), id="y-3#2", meta={"pool_id": "y-3", "date": "2016-06-01", "batch": "r10"}),
+    ]
+    after = split_real([*sentences, *r9, *r10], articles, **split)
+    side = {e.id: name for name, members in after.sentences.items() for e in members}
+    for name, members in before.sentences.items():
+        assert {side[e.id] for e in members} <= {name}
+    assert side["y-3#2"] == side["y-3#1"]
+    assert batch_order("r9") < batch_order("r10") and batch_order("") < batch_order("r6")
 
 
 def test_prepared_splits_are_not_prepared_again_when_nothing_changed(tmp_path, caplog):

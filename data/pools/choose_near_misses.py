@@ -114,12 +114,13 @@ def main() -> None:
     chosen: list[dict] = []
     for topic, quota in quotas.items():
         j = labels.index(topic)
-        seen = {c["sid"] for c in chosen}  # a sentence in two topics' bands is taken once
+        picked = {c["sid"] for c in chosen}  # a sentence in two topics' bands is taken once
+        seen: set[str] = set()  # one sentence per article and topic
         candidates = []
         for (sid, text, matched), row in zip(items, scores):
             article = sid.split("#")[0]
             in_band = matched in (topic, None) and args.min_score <= row[j] < args.max_score
-            if in_band and article not in seen and sid not in seen:
+            if in_band and article not in seen and sid not in picked:
                 seen.add(article)
                 candidates.append({"sid": sid, "text": text})
         rng.shuffle(candidates)

@@ -8,7 +8,7 @@ Minimums live in the data config (`data.quality`); every failed gate is listed a
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +133,17 @@ def check_corpus(spec: CorpusSpec, gates: dict[str, Any], fit: Fit) -> GateResul
     low_topics = {k: v for k, v in in_validation.items() if v < minimum}
     report.check(not low_topics, f"validation articles per topic {low_topics} < {minimum}: write more articles")
 
+    if spec.real:
+        mismatched = articles_not_union_of_sentences(
+            read_sentences(spec.real.sentences, labels), read_articles(spec.real.articles, labels)
+        )
+        report.stats["real_articles_not_union_of_sentences"] = len(mismatched)
+        report.check(
+            not mismatched,
+            f"{len(mismatched)} real article(s) in {spec.real.articles} whose labels are not the union of "
+            f"their sentences' (the guide's definition of an article's labels): {mismatched[:5]}",
+        )
+
     f1 = cross_validated_macro_f1(examples, labels, fit)
     report.stats["tfidf_cv_macro_f1"] = round(f1, 4)
     low, high = gates["tfidf_cv_macro_f1"]
@@ -140,6 +151,23 @@ def check_corpus(spec: CorpusSpec, gates: dict[str, Any], fit: Fit) -> GateResul
         low <= f1 <= high, f"TF-IDF cross-validated macro-F1 {f1:.3f} outside [{low}, {high}] (≈1 means templated data)"
     )
     return report
+
+
+def articles_not_union_of_sentences(sentences: Sequence[Example], articles: Sequence[Article]) -> list[str]:
+    """Articles whose labels differ from the union of their labelled sentences' (matched by `pool_id`).
+
+    The guide defines an article's labels as that union, so a sentence relabelled without its article
+    (or the reverse) shows here. Articles without labelled sentences are not judged.
+    """
+    union: dict[str, set[str]] = defaultdict(set)
+    for example in sentences:
+        if example.meta.get("pool_id"):
+            union[str(example.meta["pool_id"])].update(example.labels)
+    return [
+        f"{a.id} (line {a.line}): {sorted(a.labels)}, sentences {sorted(union[a.id])}"
+        for a in articles
+        if a.id in union and set(a.labels) != union[a.id]
+    ]
 
 
 def _check_sentences(report: GateResults, examples: list[Example], labels: LabelSet, gates: dict[str, Any]) -> None:

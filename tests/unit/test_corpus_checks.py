@@ -1,7 +1,11 @@
 """The quality gates catch what they are for: near-duplicates and templated data."""
 
-from security_topics.corpus_checks import cross_validated_macro_f1, near_duplicate_pairs
-from security_topics.data import Example
+from security_topics.corpus_checks import (
+    articles_not_union_of_sentences,
+    cross_validated_macro_f1,
+    near_duplicate_pairs,
+)
+from security_topics.data import Article, Example
 from security_topics.labels import LabelSet
 from security_topics.recipes.tfidf import TfidfRecipe
 
@@ -33,3 +37,18 @@ def test_templated_data_scores_near_one_and_would_fail_the_gate():
         else:
             examples.append(Example(f"افتتح محافظ {city} معرضا للكتاب رقم {i}", ("b",)))
     assert cross_validated_macro_f1(examples, labels, _baseline) > 0.97
+
+
+def test_a_real_article_whose_labels_are_not_its_sentences_union_is_named_with_its_line():
+    sentences = [
+        Example("أوقفت الوحدات عنصرا إرهابيا", ("counterterrorism",), id="ant-1#1", meta={"pool_id": "ant-1"}),
+        Example("وكان مفتشا عنه من أجل استهلاك مادة مخدرة", (), id="ant-1#2", meta={"pool_id": "ant-1"}),
+        Example("حجز كمية من الزطلة", ("narcotics",), id="ant-2#1", meta={"pool_id": "ant-2"}),
+    ]
+    articles = [
+        Article("ant-1", "عنوان", "نص", ("counterterrorism", "narcotics"), line=1),
+        Article("ant-2", "عنوان", "نص", ("narcotics",), line=2),
+        Article("ant-3", "عنوان", "نص", ("aviation",), line=3),  # no labelled sentences: not judged
+    ]
+    found = articles_not_union_of_sentences(sentences, articles)
+    assert found == ["ant-1 (line 1): ['counterterrorism', 'narcotics'], sentences ['counterterrorism']"]

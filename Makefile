@@ -53,7 +53,7 @@ run: setup
 # worker at a time so that module fixtures are built once.
 PYTEST := $(PY) -m pytest -n logical --dist loadscope
 test: setup $(LS_VENV)/.installed browser
-	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff check src tests benchmarks experiments data/pools
 	$(VENV)/bin/lint-imports
 	$(PY) -m security_topics.quality hydra.run.dir=experiments/runs/quality
 	$(PYTEST)

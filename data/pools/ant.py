@@ -26,7 +26,7 @@ REPOSITORY = "https://github.com/antcorpus/antcorpus.data"
 LICENCE = "Apache-2.0, with a citation requirement: Chouigui, Ben Khiroun and Elayeb, AICCSA 2017"
 HERE = Path(__file__).resolve().parent
 TAG = re.compile(r"<(DOCNO|URL|SRC|CAT|TITLE|TIME|TEXT|ABSTRACT)>(.*?)</\1>", re.S | re.I)
-SENTENCE_END = ("." , "!", "?", "؟", ":", "»", '"', "…", ")")
+SENTENCE_END = (".", "!", "?", "؟", ":", "»", '"', "…", ")")
 
 
 def parse_date(time_field: str, docno: str) -> str | None:

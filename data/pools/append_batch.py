@@ -69,8 +69,17 @@ def main() -> None:
         aid = sid.split("#")[0]
         outlet, date = dates[aid]
         rows.append(
-            {"id": sid, "text": texts[sid], "labels": "|".join(t for t in TOPICS if t in labels), "source": SOURCE,
-             "outlet": outlet, "date": date, "pool_id": aid, "field": "text", "batch": args.batch}
+            {
+                "id": sid,
+                "text": texts[sid],
+                "labels": "|".join(t for t in TOPICS if t in labels),
+                "source": SOURCE,
+                "outlet": outlet,
+                "date": date,
+                "pool_id": aid,
+                "field": "text",
+                "batch": args.batch,
+            }
         )
         added += 1
     with RAW_SENTENCES.open("w", encoding="utf-8", newline="") as f:

@@ -1,6 +1,6 @@
 """Check a labelling batch's answers against its batch: every article and sentence answered, known topics.
 
-    python data/pools/check_labels.py data/pools/labelling/labels-A-01.jsonl data/pools/labelling/articles-01.jsonl
+python data/pools/check_labels.py data/pools/labelling/labels-A-01.jsonl data/pools/labelling/articles-01.jsonl
 """
 
 from __future__ import annotations

@@ -238,7 +238,11 @@ def main() -> None:
         from security_topics.text import dedup_key
 
         raw = HERE.parent / "raw"
-        known = {dedup_key(r["text"]) for f in ("real_sentences.csv", "sentences.csv") for r in csv.DictReader((raw / f).open())}
+        known = {
+            dedup_key(r["text"])
+            for f in ("real_sentences.csv", "sentences.csv")
+            for r in csv.DictReader((raw / f).open())
+        }
         found = []
         for article in pool:
             if _period(article) != "train":
@@ -295,13 +299,19 @@ def main() -> None:
         for name, members in (("supplement_pool", general), ("supplement_pool_sports", sports)):
             with (args.out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
                 for a in members:
-                    f.write(json.dumps({k: a[k] for k in ("id", "title", "text", "date", "outlet", "source")}, ensure_ascii=False) + "\n")
+                    f.write(
+                        json.dumps(
+                            {k: a[k] for k in ("id", "title", "text", "date", "outlet", "source")}, ensure_ascii=False
+                        )
+                        + "\n"
+                    )
             print(f"{name}: {len(members)} of {len(rest)} unlabelled training-period articles")
         return
     if args.round == 2:
         first_batch = (len(manifest) + BATCH - 1) // BATCH + 1
         manifest = [
-            {"id": i, "period": _period(by_id[i]), "why": why} for i, why in choose_round2(pool, scores, args.seed, taken)
+            {"id": i, "period": _period(by_id[i]), "why": why}
+            for i, why in choose_round2(pool, scores, args.seed, taken)
         ]
         rng.shuffle(manifest)
     for b in range(0, len(manifest), BATCH):

@@ -28,15 +28,30 @@ RESOLVED = {
     # `security-topics review-labels` over the corpus (data/README.md): flagged rows, reviewed by the guide
     "ant-JA-internationalNews-1096-20170605": ((), "terrorism support is an added reason for a flight ban, in passing"),
     "ant-JA-internationalNews-1096-20170605#3": ((), "the same accusation, in passing, in the sentence"),
-    "ant-JA-diverse-349-20170515#4": ((), "the cake-box argument, as its twin ant-JA-diverse-359-20170515#4: no unruly passenger"),
+    "ant-JA-diverse-349-20170515#4": (
+        (),
+        "the cake-box argument, as its twin ant-JA-diverse-359-20170515#4: no unruly passenger",
+    ),
     "ant-JA-localNews-4417-20170606#1": ((), "terrorism is one danger named in passing in a story on development aid"),
     "ant-JA-localNews-4417-20170606": ((), "no sentence carries a topic once #1 is none"),
     # Round 7 (append_batch.py 11): the two passes' disagreements, settled by the guide
-    "ant-JA-internationalNews-271-20170214#6": ((), "an aircraft's engineering (redundant engines) at its launch, no incident or rule"),
-    "ant-JA-sport-518-20161028#6": ((), "a traffic notice's car park for one club's fans: logistics, not crowd control"),
-    "ant-JA-diverse-37-20170124#2": ((), "travellers identified by face instead of passport: border control at airports"),
+    "ant-JA-internationalNews-271-20170214#6": (
+        (),
+        "an aircraft's engineering (redundant engines) at its launch, no incident or rule",
+    ),
+    "ant-JA-sport-518-20161028#6": (
+        (),
+        "a traffic notice's car park for one club's fans: logistics, not crowd control",
+    ),
+    "ant-JA-diverse-37-20170124#2": (
+        (),
+        "travellers identified by face instead of passport: border control at airports",
+    ),
     "ant-JA-diverse-139-20160226#3": ((), "how a mouse came aboard: the sentence names no safety event"),
-    "ant-JA-localNews-3035-20160219#5": (("counterterrorism",), "the counter-terrorism court's own working conditions are its subject"),
+    "ant-JA-localNews-3035-20160219#5": (
+        ("counterterrorism",),
+        "the counter-terrorism court's own working conditions are its subject",
+    ),
     "ant-JA-localNews-4716-20170608#2": (
         ("cybersecurity",),
         "«these attempts» describes the hacking itself (how it grows, its methods), not an aftermath",
@@ -46,15 +61,36 @@ RESOLVED = {
         ("aviation",),
         "a shooting at the airport closes it; the sentence frames no attack or group: aviation alone",
     ),
-    "ant-JA-localNews-2491-20170309#1": ((), "an unnamed incident that stopped the airline's flights: neither safety nor security"),
+    "ant-JA-localNews-2491-20170309#1": (
+        (),
+        "an unnamed incident that stopped the airline's flights: neither safety nor security",
+    ),
     # Round 9 (append_batch.py 13): the two passes' disagreements, settled by the guide
-    "ant-JA-internationalNews-532-20160613#3": ((), "the police say the killing's motive is not known, terrorist or criminal: no framing"),
-    "ant-JA-internationalNews-222-20170210#4": ((), "a court on the travel ban finds no evidence of terror attacks: migration policy"),
-    "ant-JA-localNews-1049-20170209#2": ((), "an antiquities seizure; the suspect's takfiri views are his background, as drug use is"),
+    "ant-JA-internationalNews-532-20160613#3": (
+        (),
+        "the police say the killing's motive is not known, terrorist or criminal: no framing",
+    ),
+    "ant-JA-internationalNews-222-20170210#4": (
+        (),
+        "a court on the travel ban finds no evidence of terror attacks: migration policy",
+    ),
+    "ant-JA-localNews-1049-20170209#2": (
+        (),
+        "an antiquities seizure; the suspect's takfiri views are his background, as drug use is",
+    ),
     # Round 10 (append_batch.py 14): the two passes' disagreements, settled by the guide
-    "ant-JA-internationalNews-895-20160921#2": ((), "an unclaimed bomb alert at a campus: a bomb threat with no group named"),
-    "ant-JA-internationalNews-465-20160719#3": ((), "a lone attacker's axe attack that the sentence does not frame (only the title does)"),
-    "ant-JA-internationalNews-847-20170320#2": ((), "injured passengers: the sentence does not say of what, the title does"),
+    "ant-JA-internationalNews-895-20160921#2": (
+        (),
+        "an unclaimed bomb alert at a campus: a bomb threat with no group named",
+    ),
+    "ant-JA-internationalNews-465-20160719#3": (
+        (),
+        "a lone attacker's axe attack that the sentence does not frame (only the title does)",
+    ),
+    "ant-JA-internationalNews-847-20170320#2": (
+        (),
+        "injured passengers: the sentence does not say of what, the title does",
+    ),
     "ant-JA-internationalNews-523-20160716#3": (
         ("counterterrorism",),
         "a festival cancelled after the 14 July attack in Nice, a known terrorist attack named by place and date",
@@ -69,8 +105,14 @@ RESOLVED = {
         "terrorism is the first of the dangers the statement is about, as a minister naming it the main threat",
     ),
     # `security-topics review-labels` after round 10: 5 of its rows flagged, read by the guide, 2 changed
-    "ant-JA-internationalNews-283-20161214#3": ((), "parties and «the danger of attacks» before an election: unnamed attacks, politics"),
-    "ant-JA-localNews-4126-20150702#1": ((), "clashes over a mosque's closure: the sentence names no extremism, unrest"),
+    "ant-JA-internationalNews-283-20161214#3": (
+        (),
+        "parties and «the danger of attacks» before an election: unnamed attacks, politics",
+    ),
+    "ant-JA-localNews-4126-20150702#1": (
+        (),
+        "clashes over a mosque's closure: the sentence names no extremism, unrest",
+    ),
 }
 
 
@@ -145,8 +187,13 @@ def main() -> None:
                 continue
             labels = RESOLVED.get(sid, (answer["sentences"][sid],))[0]
             sentences.append(
-                {"id": sid, "text": span["text"], "labels": "|".join(t for t in TOPICS if t in labels), **meta,
-                 "field": span["source"]}
+                {
+                    "id": sid,
+                    "text": span["text"],
+                    "labels": "|".join(t for t in TOPICS if t in labels),
+                    **meta,
+                    "field": span["source"],
+                }
             )
     single = {}
     for path in sorted(glob.glob(str(HERE / "labelling" / "sentences-*.jsonl"))):

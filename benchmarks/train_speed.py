@@ -1,6 +1,6 @@
 """Training speed of the default encoder (e5-small, word embeddings frozen) in each mode, side by side.
 
-    python benchmarks/train_speed.py [--steps 20] [--rounds 3] [--threads 2]
+    python benchmarks/train_speed.py [--steps 20] [--rounds 3] [--threads 2] [--device cuda] [--random-init]
 
 One process; every round runs `--steps` optimizer steps of each mode in turn (interleaved, so a busy
 neighbour slows all alike) on the same batches of the prepared training split (batch 16, sentences of
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
 
 from security_topics.data import read_sentences
 from security_topics.labels import LabelSet
@@ -42,11 +43,17 @@ LABELS = LabelSet.of(("counterterrorism", "narcotics", "cybersecurity", "aviatio
 MODES = ("fp32", "bf16", "bf16+freeze4", "bf16+token_budget", "bf16+compile", "fp32+eager")
 
 
-def build(mode: str, cache_dir: str) -> tuple[TopicClassifier, torch.optim.Optimizer, object]:
-    encoder, tokenizer = E5SmallEncoder(cache_dir=cache_dir).build([], seed=0)
+def build(
+    mode: str, cache_dir: str, random_init: bool = False, device: str = "cpu"
+) -> tuple[TopicClassifier, torch.optim.Optimizer, object]:
+    if random_init:
+        source = Path(cache_dir) / "multilingual-e5-small"
+        encoder, tokenizer = BertModel(BertConfig.from_pretrained(source)), AutoTokenizer.from_pretrained(source)
+    else:
+        encoder, tokenizer = E5SmallEncoder(cache_dir=cache_dir).build([], seed=0)
     if "eager" in mode:
         encoder.config._attn_implementation = "eager"
-    classifier = TopicClassifier(encoder, len(LABELS), pooling="mean")
+    classifier = TopicClassifier(encoder, len(LABELS), pooling="mean").to(device)
     encoder.get_input_embeddings().weight.requires_grad_(False)
     if "freeze4" in mode:
         for layer in encoder.encoder.layer[:4]:
@@ -79,12 +86,14 @@ def batches(tokenizer, texts, labels, token_budget: bool, seed: int = 0):
         yield batch, torch.from_numpy(labels[index]), int(lengths[index].sum())
 
 
-def run(mode: str, classifier, optimizer, stream, steps: int) -> tuple[float, float, float]:
+def run(mode: str, classifier, optimizer, stream, steps: int, device: str = "cpu") -> tuple[float, float, float]:
     """`steps` optimizer steps; (seconds, real tokens, padded tokens)."""
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if "bf16" in mode else nullcontext()
+    kind = torch.device(device).type
+    autocast = torch.autocast(kind, dtype=torch.bfloat16) if "bf16" in mode else nullcontext()
     seconds = tokens = padded = 0.0
     for _ in range(steps):
         batch, y, real = next(stream)
+        batch, y = {k: v.to(device) for k, v in batch.items()}, y.to(device)
         started = time.perf_counter()
         with autocast:
             logits = classifier(**batch)["logits"]
@@ -92,6 +101,8 @@ def run(mode: str, classifier, optimizer, stream, steps: int) -> tuple[float, fl
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if kind == "cuda":
+            torch.cuda.synchronize()
         seconds += time.perf_counter() - started
         tokens += real
         padded += batch["input_ids"].numel()
@@ -117,6 +128,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=list(MODES))
     parser.add_argument("--splits", default="data/processed/security_topics")
     parser.add_argument("--cache-dir", default="models/cache")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--random-init", action="store_true", help="the same architecture, random weights")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one mode, a few steps: peak RSS
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,18 +138,22 @@ def main() -> None:
     texts = [normalize(e.text, NormalizerConfig(digits=False)) for e in train]
     y = LABELS.encode_many([e.labels for e in train])
     if args.child:
-        classifier, optimizer, tokenizer = build(args.child, args.cache_dir)
-        run(args.child, classifier, optimizer, batches(tokenizer, texts, y, "token_budget" in args.child), 4)
-        print(int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024)
+        classifier, optimizer, tokenizer = build(args.child, args.cache_dir, args.random_init, args.device)
+        stream = batches(tokenizer, texts, y, "token_budget" in args.child)
+        run(args.child, classifier, optimizer, stream, 4, args.device)
+        if args.device.startswith("cuda"):
+            print(torch.cuda.max_memory_allocated() / 2**20)
+        else:
+            print(int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024)
         return
-    built = {mode: build(mode, args.cache_dir) for mode in args.modes}
+    built = {mode: build(mode, args.cache_dir, args.random_init, args.device) for mode in args.modes}
     streams = {m: batches(built[m][2], texts * 20, np.tile(y, (20, 1)), "token_budget" in m) for m in args.modes}
     for mode in args.modes:  # warm-up (and compilation), not timed
-        run(mode, built[mode][0], built[mode][1], streams[mode], 3)
+        run(mode, built[mode][0], built[mode][1], streams[mode], 3, args.device)
     rates: dict[str, list[tuple[float, float, float]]] = {m: [] for m in args.modes}
     for r in range(args.rounds):
         for mode in args.modes:
-            seconds, tokens, padded = run(mode, built[mode][0], built[mode][1], streams[mode], args.steps)
+            seconds, tokens, padded = run(mode, built[mode][0], built[mode][1], streams[mode], args.steps, args.device)
             rates[mode].append((args.steps / seconds, tokens / seconds, 1 - tokens / padded))
             print(f"round {r + 1} {mode}: {args.steps / seconds:.2f} steps/s", file=sys.stderr)
     peaks = {}
@@ -153,6 +170,9 @@ def main() -> None:
                 args.cache_dir,
                 "--threads",
                 str(args.threads),
+                "--device",
+                args.device,
+                *(["--random-init"] if args.random_init else []),
             ],
             capture_output=True,
             text=True,
@@ -173,7 +193,11 @@ def main() -> None:
         f"\nCPU: {cpu}; flags {' '.join(flags) or 'no amx/bf16'}; {args.threads} threads; "
         f"{args.rounds} rounds of {args.steps} steps\n"
     )
-    print("| mode | steps/s | × fp32 (steps/s) | tokens/s | × fp32 (tokens/s) | padding | peak RSS |")
+    on_gpu = args.device.startswith("cuda")
+    if on_gpu:
+        print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}\n")
+    peak = "peak GPU memory" if on_gpu else "peak RSS"
+    print(f"| mode | steps/s | × fp32 (steps/s) | tokens/s | × fp32 (tokens/s) | padding | {peak} |")
     print("|---|---|---|---|---|---|---|")
     for mode in args.modes:
         steps = statistics.median(r[0] for r in rates[mode])
@@ -186,7 +210,7 @@ def main() -> None:
             f"| {mode} | {steps:.2f} | {ratio:.2f} | {tokens:.0f} | {token_ratio:.2f} | {100 * pad:.0f} % "
             f"| {peaks[mode]:.0f} MB |"
         )
-    for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+    for dtype, name in () if on_gpu else ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
         rate = gemm_rate(dtype, args.threads)
         print(
             f"\n{name} GEMM: {rate:.0f} GFLOP/s on {args.threads} threads; at ~{flops / 1e9:.0f} GFLOP per step "

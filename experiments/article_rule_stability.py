@@ -1,0 +1,111 @@
+"""How stable is the learnt article threshold, and which fit of it is steadiest without losing F1?
+
+Two seeds of the same data learnt sports_security article thresholds of 0.825 and 0.875 (#24): the
+`shared` fit takes the argmax of a step-shaped F1 curve on ~240 validation articles, and a flat top
+lets it jump. This compares fits of the same `max` rule (best sentence against a per-topic article
+threshold), each cross-validated on the validation articles (time-grouped folds, as training does):
+
+- `shared`: the fit until this comparison (one shared threshold, per-topic offsets shrunk by n / (n + 20));
+- `shared_s60`, `one`: stronger shrinkage, and one threshold for every topic;
+- `bagged`: `shared` averaged over 200 bootstrap resamples of the articles (`metrics.bagged_thresholds`),
+  the `shared` article rule since this comparison;
+
+and reports each fit's thresholds per model, how far they move between models, the written test and
+`test_real` article F1 (reported only, never used to choose) and the seed article's topics.
+
+    python experiments/article_rule_stability.py models/pipeline models/clean-seed44 models/before
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from security_topics.data import read_articles
+from security_topics.decisions import time_groups
+from security_topics.labels import LabelSet
+from security_topics.metrics import (
+    DEFAULT_GRID,
+    bagged_thresholds,
+    compare_kinds,
+    compute_metrics,
+    cv_splits,
+    shared_thresholds,
+)
+from security_topics.models import load_model
+from security_topics.predictor import Predictor
+
+PROCESSED = "data/processed/security_topics"
+SEED_ARTICLE = "data/examples/seed-article.txt"
+GRID = DEFAULT_GRID + (0.975, 0.99)  # the article rule's grid (aggregation._fit)
+
+
+FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "one": lambda y, best: shared_thresholds(y, best, GRID, shrink=1e9),
+    "shared_s60": lambda y, best: shared_thresholds(y, best, GRID, shrink=60),
+    "shared": lambda y, best: shared_thresholds(y, best, GRID),
+    "bagged": lambda y, best: bagged_thresholds(lambda a, b: shared_thresholds(a, b, GRID), y, best),
+}
+
+
+def features(predictor: Predictor, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
+    """Best-sentence scores (articles × topics) and labels of each split, and the seed article's."""
+    if cache.is_file():
+        return dict(np.load(cache, allow_pickle=False))
+    out: dict[str, np.ndarray] = {}
+    for split in ("validation", "test", "test_real"):
+        articles = read_articles(f"{PROCESSED}/articles_{split}.jsonl", labels)
+        results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+        out[f"{split}_x"] = np.stack([predictor.article_features(r.sentences)[:, 0] for r in results])
+        out[f"{split}_y"] = labels.encode_many([a.labels for a in articles]).astype(int)
+        if split == "validation":
+            out["groups"] = np.array(time_groups(articles))
+    seed = predictor.predict_article(Path(SEED_ARTICLE).read_text(encoding="utf-8"))
+    out["seed_x"] = predictor.article_features(seed.sentences)[:, 0]
+    np.savez(cache, **out)
+    return out
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, groups: list[str]) -> dict[str, float]:
+    """Each fit's macro-F1 on held-out folds of the validation articles (time-grouped, as training does)."""
+    splits = cv_splits(len(x), groups, 5, 0)
+    return compare_kinds(tuple(FITS), splits, y, lambda kind, train, test: (x[test], FITS[kind](y[train], x[train])))[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--cache", default="experiments/runs/article_rule_stability")
+    args = parser.parse_args()
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    thresholds: dict[str, list[np.ndarray]] = {kind: [] for kind in FITS}
+    for path in args.models:
+        model = load_model(path)
+        labels = LabelSet.of(model.card.labels)
+        f = features(Predictor(model), labels, Path(args.cache) / (Path(path).name + ".npz"))
+        x, y = f["validation_x"], f["validation_y"]
+        cv = cross_validate(x, y, list(f["groups"]))
+        print(f"\n{path} ({len(x)} validation articles); seed article best scores {np.round(f['seed_x'], 3).tolist()}")
+        for kind, fit in FITS.items():
+            t = fit(y, x)
+            thresholds[kind].append(t)
+            reported = [
+                compute_metrics(f[f"{s}_y"], f[f"{s}_x"] >= t, labels.names)["micro_f1"] for s in ("test", "test_real")
+            ]
+            seed = [n for n, s, th in zip(labels.names, f["seed_x"], t) if s >= th]
+            print(
+                f"  {kind:10s} CV macro {cv[kind]:.3f}  thresholds {np.round(t, 3).tolist()}  "
+                f"test/test_real micro {reported[0]:.3f}/{reported[1]:.3f}  seed article {len(seed)}/5"
+            )
+    if len(args.models) > 1:
+        print("\nlargest move of a topic's threshold between the models:")
+        for kind, ts in thresholds.items():
+            spread = np.ptp(np.stack(ts), axis=0)
+            print(f"  {kind:10s} max {spread.max():.3f}  mean {spread.mean():.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,8 @@
     python benchmarks/train_speed.py [--steps 20] [--rounds 3] [--threads 2] [--device cuda] [--random-init]
 
 One process; every round runs `--steps` optimizer steps of each mode in turn (interleaved, so a busy
-neighbour slows all alike) on the same batches of the prepared training split (batch 16, sentences of
-similar length together, as the Trainer's group_by_length does). Reports the median steps/s and
+neighbour slows all alike) on the same batches of the prepared training split (`--batch-size`, 16 by
+default; sentences of similar length together, as the Trainer's group_by_length does). Reports the median steps/s and
 tokens/s (real, unpadded tokens), the ratio to fp32, the share of padding, the peak RSS of each mode
 (in a fresh subprocess of a few steps), and the FLOP-based limit of this CPU: the encoder's training
 FLOPs per step (6 × its GEMM weights × tokens, plus attention) against this machine's measured fp32
@@ -65,22 +65,22 @@ def build(
     return classifier, optimizer, tokenizer
 
 
-def batches(tokenizer, texts, labels, token_budget: bool, seed: int = 0):
-    """Batches of 16 texts of similar length (megabatches of 50 batches sorted by length, shuffled),
-    or batches capped at 16 × the median batch's padded length in tokens (token_budget)."""
+def batches(tokenizer, texts, labels, token_budget: bool, seed: int = 0, size: int = 16):
+    """Batches of `size` texts of similar length (megabatches of 50 batches sorted by length, shuffled),
+    or batches capped at `size` × the median batch's padded length in tokens (token_budget)."""
     encoded = tokenizer(["passage: " + t for t in texts], truncation=True, max_length=128)["input_ids"]
     lengths = np.array([len(ids) for ids in encoded])
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(texts))
     if token_budget:
-        cap = int(16 * np.median(lengths) * 1.25)
+        cap = int(size * np.median(lengths) * 1.25)
         groups = [order[i] for i in length_batches(lengths[order].tolist(), batch_size=64, max_tokens=cap)]
         rng.shuffle(groups)
     else:
         groups = []
-        for start in range(0, len(order), 800):
-            mega = sorted(order[start : start + 800], key=lambda i: -lengths[i])
-            groups += [np.array(mega[k : k + 16]) for k in range(0, len(mega), 16)]
+        for start in range(0, len(order), 50 * size):
+            mega = sorted(order[start : start + 50 * size], key=lambda i: -lengths[i])
+            groups += [np.array(mega[k : k + size]) for k in range(0, len(mega), size)]
     for index in groups:
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in index]}, return_tensors="pt")
         yield batch, torch.from_numpy(labels[index]), int(lengths[index].sum())
@@ -109,6 +109,18 @@ def run(mode: str, classifier, optimizer, stream, steps: int, device: str = "cpu
     return seconds, tokens, padded
 
 
+def profile(mode: str, built, stream, device: str, steps: int = 5) -> None:
+    """The operators a few steps of `mode` spend their time in (torch.profiler, self time)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch_profile(activities=activities) as prof:
+        run(mode, built[0], built[1], stream, steps, device)
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    print(f"\n{mode}: {steps} steps profiled\n" + prof.key_averages().table(sort_by=key, row_limit=15))
+
+
 def gemm_rate(dtype: torch.dtype, threads: int) -> float:
     torch.set_num_threads(threads)
     a, b = torch.randn(16 * 40, 384, dtype=dtype), torch.randn(384, 1536, dtype=dtype)
@@ -130,6 +142,8 @@ def main() -> None:
     parser.add_argument("--cache-dir", default="models/cache")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--random-init", action="store_true", help="the same architecture, random weights")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--profile", action="store_true", help="where a step of each mode spends its time")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one mode, a few steps: peak RSS
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,7 +153,7 @@ def main() -> None:
     y = LABELS.encode_many([e.labels for e in train])
     if args.child:
         classifier, optimizer, tokenizer = build(args.child, args.cache_dir, args.random_init, args.device)
-        stream = batches(tokenizer, texts, y, "token_budget" in args.child)
+        stream = batches(tokenizer, texts, y, "token_budget" in args.child, size=args.batch_size)
         run(args.child, classifier, optimizer, stream, 4, args.device)
         if args.device.startswith("cuda"):
             print(torch.cuda.max_memory_allocated() / 2**20)
@@ -147,9 +161,15 @@ def main() -> None:
             print(int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024)
         return
     built = {mode: build(mode, args.cache_dir, args.random_init, args.device) for mode in args.modes}
-    streams = {m: batches(built[m][2], texts * 20, np.tile(y, (20, 1)), "token_budget" in m) for m in args.modes}
+    streams = {
+        m: batches(built[m][2], texts * 20, np.tile(y, (20, 1)), "token_budget" in m, size=args.batch_size)
+        for m in args.modes
+    }
     for mode in args.modes:  # warm-up (and compilation), not timed
         run(mode, built[mode][0], built[mode][1], streams[mode], 3, args.device)
+    if args.profile:
+        for mode in args.modes:
+            profile(mode, built[mode], streams[mode], args.device)
     rates: dict[str, list[tuple[float, float, float]]] = {m: [] for m in args.modes}
     for r in range(args.rounds):
         for mode in args.modes:
@@ -172,6 +192,8 @@ def main() -> None:
                 str(args.threads),
                 "--device",
                 args.device,
+                "--batch-size",
+                str(args.batch_size),
                 *(["--random-init"] if args.random_init else []),
             ],
             capture_output=True,
@@ -187,11 +209,11 @@ def main() -> None:
     except (OSError, AttributeError):
         flags = []
     base = rates.get("fp32")
-    tokens_per_step = statistics.median(len(t.split()) for t in texts) * 1.6 * 16
+    tokens_per_step = statistics.median(len(t.split()) for t in texts) * 1.6 * args.batch_size
     flops = 6 * 12 * (4 * 384 * 384 + 2 * 384 * 1536) * tokens_per_step  # GEMM weights; attention is small here
     print(
         f"\nCPU: {cpu}; flags {' '.join(flags) or 'no amx/bf16'}; {args.threads} threads; "
-        f"{args.rounds} rounds of {args.steps} steps\n"
+        f"{args.rounds} rounds of {args.steps} steps of {args.batch_size} sentences\n"
     )
     on_gpu = args.device.startswith("cuda")
     if on_gpu:

@@ -12,6 +12,8 @@ threshold), each cross-validated on the validation articles (time-grouped folds,
 
 and reports each fit's thresholds per model, how far they move between models, the written test and
 `test_real` article F1 (reported only, never used to choose) and the seed article's topics.
+`--sentences` does the same for the sentence thresholds on the validation sentences (their `shared` and
+`per_topic` kinds, plain and bagged; sentence macro-F1 on the written test and `test_real`).
 
     python experiments/article_rule_stability.py models/pipeline models/clean-seed44 models/before
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from security_topics.data import read_articles
+from security_topics.data import read_articles, read_sentences
 from security_topics.decisions import time_groups
 from security_topics.labels import LabelSet
 from security_topics.metrics import (
@@ -34,6 +36,7 @@ from security_topics.metrics import (
     compute_metrics,
     cv_splits,
     shared_thresholds,
+    tune_thresholds,
 )
 from security_topics.models import load_model
 from security_topics.predictor import Predictor
@@ -49,6 +52,50 @@ FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "shared": lambda y, best: shared_thresholds(y, best, GRID),
     "bagged": lambda y, best: bagged_thresholds(lambda a, b: shared_thresholds(a, b, GRID), y, best),
 }
+
+
+SENTENCE_FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "shared": shared_thresholds,
+    "per_topic": tune_thresholds,
+    "bagged_shared": lambda y, scores: bagged_thresholds(shared_thresholds, y, scores),
+    "bagged_per_topic": lambda y, scores: bagged_thresholds(tune_thresholds, y, scores),
+}
+
+
+def sentence_scores(model, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
+    """Raw sentence scores and labels of the validation, written test and `test_real` sentences."""
+    if cache.is_file():
+        return dict(np.load(cache, allow_pickle=False))
+    out: dict[str, np.ndarray] = {}
+    for split in ("validation", "test", "test_real"):
+        sentences = read_sentences(f"{PROCESSED}/{split}.jsonl", labels)
+        out[f"{split}_x"] = model.score([e.text for e in sentences]).probs
+        out[f"{split}_y"] = labels.encode_many([e.labels for e in sentences]).astype(int)
+        if split == "validation":
+            out["groups"] = np.array(time_groups(sentences))
+    np.savez(cache, **out)
+    return out
+
+
+def compare_sentence_thresholds(path: str, cache: Path) -> None:
+    model = load_model(path)
+    labels = LabelSet.of(model.card.labels)
+    f = sentence_scores(model, labels, cache)
+    x, y = f["validation_x"], f["validation_y"]
+    splits = cv_splits(len(x), list(f["groups"]), 5, 0)
+    cv = compare_kinds(
+        tuple(SENTENCE_FITS), splits, y, lambda kind, train, test: (x[test], SENTENCE_FITS[kind](y[train], x[train]))
+    )[1]
+    print(f"\n{path} ({len(x)} validation sentences), sentence thresholds")
+    for kind, fit in SENTENCE_FITS.items():
+        t = fit(y, x)
+        reported = [
+            compute_metrics(f[f"{s}_y"], f[f"{s}_x"] >= t, labels.names)["macro_f1"] for s in ("test", "test_real")
+        ]
+        print(
+            f"  {kind:16s} CV macro {cv[kind]:.3f}  thresholds {np.round(t, 3).tolist()}  "
+            f"test/test_real macro {reported[0]:.3f}/{reported[1]:.3f}"
+        )
 
 
 def features(predictor: Predictor, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
@@ -79,8 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+")
     parser.add_argument("--cache", default="experiments/runs/article_rule_stability")
+    parser.add_argument("--sentences", action="store_true", help="compare the sentence threshold fits instead")
     args = parser.parse_args()
     Path(args.cache).mkdir(parents=True, exist_ok=True)
+    if args.sentences:
+        for path in args.models:
+            compare_sentence_thresholds(path, Path(args.cache) / (Path(path).name + "-sentences.npz"))
+        return
     thresholds: dict[str, list[np.ndarray]] = {kind: [] for kind in FITS}
     for path in args.models:
         model = load_model(path)

@@ -38,7 +38,7 @@ from security_topics.metrics import (
     shared_thresholds,
     tune_thresholds,
 )
-from security_topics.models import load_model
+from security_topics.models import TopicModel, load_model
 from security_topics.predictor import Predictor
 
 PROCESSED = "data/processed/security_topics"
@@ -62,7 +62,7 @@ SENTENCE_FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def sentence_scores(model, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
+def sentence_scores(model: TopicModel, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
     """Raw sentence scores and labels of the validation, written test and `test_real` sentences."""
     if cache.is_file():
         return dict(np.load(cache, allow_pickle=False))

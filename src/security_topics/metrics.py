@@ -129,7 +129,9 @@ def bagged_thresholds(
 
     A threshold picked as the argmax of a step-shaped F1 curve on a few hundred rows jumps between
     the ends of a flat top when a handful of rows move (two seeds of one model: 0.825 and 0.875);
-    the bootstrap mean sits inside the top and moves a few hundredths at most."""
+    the bootstrap mean sits inside the top and moves a few hundredths at most. A resample without
+    positives for a topic gives whatever `fit` gives then (`shared_thresholds`: the shared threshold),
+    which pulls a rare topic's mean toward it. The resamples are seeded: same rows, same thresholds."""
     y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
     rng = np.random.default_rng(seed)
     draws = (rng.integers(0, len(y_true), len(y_true)) for _ in range(rounds))

@@ -90,7 +90,7 @@ def test_bagged_thresholds_move_less_than_the_plain_fit_when_a_few_rows_change()
         rows = np.random.default_rng(k).choice(240, 220, replace=False)
         plain.append(fit(y[rows], scores[rows]))
         bagged.append(bagged_thresholds(fit, y[rows], scores[rows]))
-    assert np.ptp(bagged, axis=0).max() <= 0.025 < 0.05 <= np.ptp(plain, axis=0).max()
+    assert np.ptp(bagged, axis=0).max() <= 0.035 < 0.05 <= np.ptp(plain, axis=0).max()
     again = bagged_thresholds(fit, y[rows], scores[rows])
     assert np.array_equal(again, bagged[-1])  # the resamples are seeded: the same rows, the same thresholds
 

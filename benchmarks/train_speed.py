@@ -13,7 +13,8 @@ and bf16 GEMM rates.
 
 Modes: fp32 (the Trainer until now); bf16 (autocast, fp32 master weights); bf16 with the lower N
 encoder layers frozen; bf16 with token-budget batches (a cap on padded tokens instead of a fixed 16
-texts); bf16 under torch.compile; fp32 with eager attention instead of SDPA.
+texts); bf16 under torch.compile; fp32 with eager attention instead of SDPA; bf16 without dropout in
+attention, and without any dropout (speed only: what dropout's random masks cost).
 
 `--random-init` builds the same architecture from the imported checkpoint's config.json and tokenizer
 with random weights (speed does not depend on the values): it runs where the 450 MB of weights cannot
@@ -48,7 +49,16 @@ from security_topics.models.transformer import TopicClassifier
 from security_topics.text import NormalizerConfig, normalize
 
 LABELS = LabelSet.of(("counterterrorism", "narcotics", "cybersecurity", "aviation", "sports_security"))
-MODES = ("fp32", "bf16", "bf16+freeze4", "bf16+token_budget", "bf16+compile", "fp32+eager")
+MODES = (
+    "fp32",
+    "bf16",
+    "bf16+freeze4",
+    "bf16+token_budget",
+    "bf16+compile",
+    "fp32+eager",
+    "bf16+no_attn_dropout",
+    "bf16+no_dropout",
+)
 
 
 def build(
@@ -63,6 +73,11 @@ def build(
         encoder.config._attn_implementation = "eager"
     classifier = TopicClassifier(encoder, len(LABELS), pooling="mean").to(device)
     encoder.get_input_embeddings().weight.requires_grad_(False)
+    if "no_attn_dropout" in mode or "no_dropout" in mode:  # the cost of dropout's random masks
+        for name, module in encoder.named_modules():
+            in_attention = name.endswith("attention.self.dropout")
+            if isinstance(module, torch.nn.Dropout) and ("no_dropout" in mode or in_attention):
+                module.p = 0.0
     if "freeze4" in mode:
         for layer in encoder.encoder.layer[:4]:
             layer.requires_grad_(False)

@@ -62,19 +62,54 @@ SENTENCE_FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
-def sentence_scores(model: TopicModel, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
-    """Raw sentence scores and labels of the validation, written test and `test_real` sentences."""
+def scored_splits(
+    cache: Path, score: Callable[[str], tuple], extra: Callable[[], dict] = dict
+) -> dict[str, np.ndarray]:
+    """Each split's scores and labels (`score(split)` gives scores, labels and the rows), the validation
+    rows' time groups and `extra()`, computed once and kept in `cache`."""
     if cache.is_file():
         return dict(np.load(cache, allow_pickle=False))
     out: dict[str, np.ndarray] = {}
     for split in ("validation", "test", "test_real"):
-        sentences = read_sentences(f"{PROCESSED}/{split}.jsonl", labels)
-        out[f"{split}_x"] = model.score([e.text for e in sentences]).probs
-        out[f"{split}_y"] = labels.encode_many([e.labels for e in sentences]).astype(int)
+        out[f"{split}_x"], out[f"{split}_y"], rows = score(split)
         if split == "validation":
-            out["groups"] = np.array(time_groups(sentences))
+            out["groups"] = np.array(time_groups(rows))
+    out.update(extra())
     np.savez(cache, **out)
     return out
+
+
+def sentence_scores(model: TopicModel, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
+    """Raw sentence scores and labels of the validation, written test and `test_real` sentences."""
+
+    def score(split: str) -> tuple:
+        sentences = read_sentences(f"{PROCESSED}/{split}.jsonl", labels)
+        y = labels.encode_many([e.labels for e in sentences]).astype(int)
+        return model.score([e.text for e in sentences]).probs, y, sentences
+
+    return scored_splits(cache, score)
+
+
+def features(predictor: Predictor, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
+    """Best-sentence scores (articles × topics) and labels of each split, and the seed article's."""
+
+    def score(split: str) -> tuple:
+        articles = read_articles(f"{PROCESSED}/articles_{split}.jsonl", labels)
+        results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
+        best = np.stack([predictor.article_features(r.sentences)[:, 0] for r in results])
+        return best, labels.encode_many([a.labels for a in articles]).astype(int), articles
+
+    def seed() -> dict[str, np.ndarray]:
+        result = predictor.predict_article(Path(SEED_ARTICLE).read_text(encoding="utf-8"))
+        return {"seed_x": predictor.article_features(result.sentences)[:, 0]}
+
+    return scored_splits(cache, score, seed)
+
+
+def cross_validate(fits: dict, x: np.ndarray, y: np.ndarray, groups: list[str]) -> dict[str, float]:
+    """Each fit's macro-F1 on held-out folds of the validation rows (time-grouped, as training does)."""
+    splits = cv_splits(len(x), groups, 5, 0)
+    return compare_kinds(tuple(fits), splits, y, lambda kind, train, test: (x[test], fits[kind](y[train], x[train])))[1]
 
 
 def compare_sentence_thresholds(path: str, cache: Path) -> None:
@@ -82,10 +117,7 @@ def compare_sentence_thresholds(path: str, cache: Path) -> None:
     labels = LabelSet.of(model.card.labels)
     f = sentence_scores(model, labels, cache)
     x, y = f["validation_x"], f["validation_y"]
-    splits = cv_splits(len(x), list(f["groups"]), 5, 0)
-    cv = compare_kinds(
-        tuple(SENTENCE_FITS), splits, y, lambda kind, train, test: (x[test], SENTENCE_FITS[kind](y[train], x[train]))
-    )[1]
+    cv = cross_validate(SENTENCE_FITS, x, y, list(f["groups"]))
     print(f"\n{path} ({len(x)} validation sentences), sentence thresholds")
     for kind, fit in SENTENCE_FITS.items():
         t = fit(y, x)
@@ -96,30 +128,6 @@ def compare_sentence_thresholds(path: str, cache: Path) -> None:
             f"  {kind:16s} CV macro {cv[kind]:.3f}  thresholds {np.round(t, 3).tolist()}  "
             f"test/test_real macro {reported[0]:.3f}/{reported[1]:.3f}"
         )
-
-
-def features(predictor: Predictor, labels: LabelSet, cache: Path) -> dict[str, np.ndarray]:
-    """Best-sentence scores (articles × topics) and labels of each split, and the seed article's."""
-    if cache.is_file():
-        return dict(np.load(cache, allow_pickle=False))
-    out: dict[str, np.ndarray] = {}
-    for split in ("validation", "test", "test_real"):
-        articles = read_articles(f"{PROCESSED}/articles_{split}.jsonl", labels)
-        results = predictor.predict_articles([a.text for a in articles], titles=[a.title for a in articles])
-        out[f"{split}_x"] = np.stack([predictor.article_features(r.sentences)[:, 0] for r in results])
-        out[f"{split}_y"] = labels.encode_many([a.labels for a in articles]).astype(int)
-        if split == "validation":
-            out["groups"] = np.array(time_groups(articles))
-    seed = predictor.predict_article(Path(SEED_ARTICLE).read_text(encoding="utf-8"))
-    out["seed_x"] = predictor.article_features(seed.sentences)[:, 0]
-    np.savez(cache, **out)
-    return out
-
-
-def cross_validate(x: np.ndarray, y: np.ndarray, groups: list[str]) -> dict[str, float]:
-    """Each fit's macro-F1 on held-out folds of the validation articles (time-grouped, as training does)."""
-    splits = cv_splits(len(x), groups, 5, 0)
-    return compare_kinds(tuple(FITS), splits, y, lambda kind, train, test: (x[test], FITS[kind](y[train], x[train])))[1]
 
 
 def main() -> None:
@@ -139,7 +147,7 @@ def main() -> None:
         labels = LabelSet.of(model.card.labels)
         f = features(Predictor(model), labels, Path(args.cache) / (Path(path).name + ".npz"))
         x, y = f["validation_x"], f["validation_y"]
-        cv = cross_validate(x, y, list(f["groups"]))
+        cv = cross_validate(FITS, x, y, list(f["groups"]))
         print(f"\n{path} ({len(x)} validation articles); seed article best scores {np.round(f['seed_x'], 3).tolist()}")
         for kind, fit in FITS.items():
             t = fit(y, x)

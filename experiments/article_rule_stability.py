@@ -43,7 +43,7 @@ from security_topics.predictor import Predictor
 
 PROCESSED = "data/processed/security_topics"
 SEED_ARTICLE = "data/examples/seed-article.txt"
-GRID = DEFAULT_GRID + (0.975, 0.99)  # the article rule's grid (aggregation._fit)
+GRID = DEFAULT_GRID + (0.975, 0.99)  # the article rule's grid (aggregation.fit_rule)
 
 
 FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {

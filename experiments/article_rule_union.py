@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from security_topics.aggregation import RULE_KINDS, ArticleRule, _fit
+from security_topics.aggregation import RULE_KINDS, ArticleRule, fit_rule
 from security_topics.data import read_articles
 from security_topics.decisions import time_groups
 from security_topics.labels import LabelSet
@@ -33,7 +33,7 @@ def article_features(predictor: Predictor, labels: LabelSet, split: str):
 
 
 def fit(kind: str, x: np.ndarray, y: np.ndarray, union: ArticleRule) -> ArticleRule:
-    return union if kind == "union" else _fit(kind, x, y, 1.0)
+    return union if kind == "union" else fit_rule(kind, x, y)
 
 
 def decide(rule: ArticleRule, x: np.ndarray) -> np.ndarray:

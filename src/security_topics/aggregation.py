@@ -141,14 +141,16 @@ def fit_article_rule(
     y = np.asarray(y).astype(int)
 
     def fit_score(kind: str, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rule = _fit(kind, x[train], y[train], C)
+        rule = fit_rule(kind, x[train], y[train], C)
         return np.stack([rule.scores(f) for f in x[test]]), rule.thresholds
 
     best, cv, oof = compare_kinds(kinds, cv_splits(len(x), groups, folds, seed), y, fit_score)
-    return RuleFit(_fit(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}, oof[best])
+    return RuleFit(fit_rule(best, x, y, C), {f"article_rule_cv_{k}_macro_f1": v for k, v in cv.items()}, oof[best])
 
 
-def _fit(kind: str, x: np.ndarray, y: np.ndarray, C: float) -> ArticleRule:
+def fit_rule(kind: str, x: np.ndarray, y: np.ndarray, C: float = 1.0) -> ArticleRule:
+    """One rule of `kind` (a RULE_KINDS entry) fitted on all the articles given, without choosing:
+    `x` is articles × topics × FEATURES, `y` articles × topics. `fit_article_rule` compares kinds."""
     from sklearn.linear_model import LogisticRegression
 
     n_topics = x.shape[1]

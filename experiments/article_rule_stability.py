@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from security_topics.aggregation import GRID
 from security_topics.data import read_articles, read_sentences
 from security_topics.decisions import time_groups
 from security_topics.labels import LabelSet
 from security_topics.metrics import (
-    DEFAULT_GRID,
     bagged_thresholds,
     compare_kinds,
     compute_metrics,
@@ -43,7 +43,6 @@ from security_topics.predictor import Predictor
 
 PROCESSED = "data/processed/security_topics"
 SEED_ARTICLE = "data/examples/seed-article.txt"
-GRID = DEFAULT_GRID + (0.975, 0.99)  # the article rule's grid (aggregation.fit_rule)
 
 
 FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {

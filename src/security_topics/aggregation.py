@@ -36,6 +36,7 @@ from security_topics.metrics import (
 
 RULE_KINDS = ("shared", "max", "logistic_strong", "logistic")  # fewest free parameters first
 STRONG_C = 0.05
+GRID = DEFAULT_GRID + (0.975, 0.99)  # article thresholds: a best sentence often scores near 1
 FEATURES = ("max", "second", "top3_mean", "log_count_over", "title", "best_position", "log_sentences")
 
 
@@ -154,11 +155,10 @@ def fit_rule(kind: str, x: np.ndarray, y: np.ndarray, C: float = 1.0) -> Article
     from sklearn.linear_model import LogisticRegression
 
     n_topics = x.shape[1]
-    grid = DEFAULT_GRID + (0.975, 0.99)
     if kind == "max":
-        return ArticleRule("max", tune_thresholds(y, x[:, :, 0], grid=grid), fit="max")
+        return ArticleRule("max", tune_thresholds(y, x[:, :, 0], grid=GRID), fit="max")
     if kind == "shared":
-        thresholds = bagged_thresholds(lambda rows_y, rows_x: shared_thresholds(rows_y, rows_x, grid), y, x[:, :, 0])
+        thresholds = bagged_thresholds(lambda rows_y, rows_x: shared_thresholds(rows_y, rows_x, GRID), y, x[:, :, 0])
         return ArticleRule("max", thresholds, fit="shared")
     if kind not in ("logistic", "logistic_strong"):
         raise ValueError(f"unknown article rule {kind!r}; known: {RULE_KINDS}")

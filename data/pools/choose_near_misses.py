@@ -35,10 +35,11 @@ Round 9 took keyword hits at any score, in volume (the band [0, 1.01) scores not
 loaded), and `--random N` adds a seeded uniform sample of N sentences that match no topic's keywords
 (one per article), so the real news of the training period is labelled as it is, not only its hard cases.
 Round 10 took `--beyond-keywords`: the sentences that match no topic's keywords, scored by the model,
-in the band per topic. Round 11 took every remaining sentence with a violence or security-measure word and
-a match word (ROUND11_SPORTS), and round 8's aviation pattern again, at any score: what the pool's training
-period still held for its two thinnest topics. Round 9's positives were all keyword hits, and the models trained on them lost
-counterterrorism recall on attacks and cells described without «إرهاب» (experiments/README.md).
+in the band per topic. Round 11 took every remaining sentence with a violence or security-measure word
+and a match word (ROUND11_SPORTS), and round 8's aviation pattern again, at any score: what the pool's
+training period still held for its two thinnest topics. Round 9's positives were all keyword hits, and
+the models trained on them lost counterterrorism recall on attacks and cells described without «إرهاب»
+(experiments/README.md).
 """
 
 from __future__ import annotations

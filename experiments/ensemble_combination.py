@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit, logit
 
 from security_topics.data import read_articles, read_sentences
 from security_topics.decisions import fit_decisions, settings_from_card
@@ -31,36 +31,34 @@ PROCESSED = Path("data/processed/security_topics")
 SEED = Path("data/examples/seed-article.txt")
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+def combine(how: str, w: float, e5: np.ndarray, tfidf: np.ndarray) -> np.ndarray:
+    """The members' scores averaged with e5 weight `w`: as probabilities, or as logits (then mapped back)."""
+    if how == "probabilities":
+        return w * e5 + (1 - w) * tfidf
+    e5, tfidf = (logit(np.clip(p, 1e-6, 1 - 1e-6)) for p in (e5, tfidf))
+    return expit(w * e5 + (1 - w) * tfidf)
 
 
 def weights(path: str) -> None:
-    val = [json.loads(line) for line in (PROCESSED / "validation.jsonl").read_text().splitlines()]
-    real_test = [json.loads(line) for line in (PROCESSED / "test_real.jsonl").read_text().splitlines()]
     members = [load_model(f"{path}/members/{k}", num_threads=2) for k in ("e5_small", "tfidf")]
     labels = LabelSet.of(members[0].card.labels)
-    yv, yt = (labels.encode_many([r["labels"] for r in rows]) for rows in (val, real_test))
-    real = np.array([bool(r.get("source")) for r in val])
-    (e5v, tfv), (e5t, tft) = ([m.score([r["text"] for r in rows]).probs for m in members] for rows in (val, real_test))
-    for combination in ("probabilities", "logits"):
+    val, real_test = (read_sentences(PROCESSED / f"{split}.jsonl", labels) for split in ("validation", "test_real"))
+    yv, yt = (labels.encode_many([e.labels for e in rows]) for rows in (val, real_test))
+    real = np.array([e.is_real for e in val])
+    (e5v, tfv), (e5t, tft) = ([m.score([e.text for e in rows]).probs for m in members] for rows in (val, real_test))
+    for how in ("probabilities", "logits"):
         results = []
         for w in np.round(np.arange(0, 1.01, 0.1), 1):
-            if combination == "probabilities":
-                sv, st = w * e5v + (1 - w) * tfv, w * e5t + (1 - w) * tft
-            else:
-                sv = 1 / (1 + np.exp(-(w * logit(e5v) + (1 - w) * logit(tfv))))
-                st = 1 / (1 + np.exp(-(w * logit(e5t) + (1 - w) * logit(tft))))
+            sv = combine(how, w, e5v, tfv)
             f1 = compute_metrics(yv, sv >= tune_thresholds(yv, sv), labels.names)["macro_f1"]
-            results.append((f1, w, sv, st))
-        f1, w, sv, st = max(results, key=lambda r: (round(r[0], 6), -abs(2 * r[1] - 1)))
+            results.append((f1, w, sv))
+        f1, w, sv = max(results, key=lambda r: (round(r[0], 6), -abs(2 * r[1] - 1)))  # ties: the most even
         thresholds = shared_thresholds(yv, sv)
         val_real = compute_metrics(yv[real], sv[real] >= thresholds, labels.names)["macro_f1"]
-        test_real = compute_metrics(yt, st >= thresholds, labels.names)["macro_f1"]
+        test_real = compute_metrics(yt, combine(how, w, e5t, tft) >= thresholds, labels.names)["macro_f1"]
         grid = " ".join(f"{r[1]:.1f}:{r[0]:.3f}" for r in results)
         best = f"e5 weight {w:.1f}, val {f1:.3f} ({grid})"
-        print(f"{path} {combination}: {best}; val real {val_real:.3f}, test_real {test_real:.3f}")
+        print(f"{path} {how}: {best}; val real {val_real:.3f}, test_real {test_real:.3f}")
 
 
 def refit(path: str, e5_weights: list[float]) -> None:

@@ -25,7 +25,8 @@ REVIEW_TARGETS = (0.9, 0.95, 0.97, 0.98, 0.99, 0.995)  # bands saved in a card, 
 DEFAULT_REVIEW_TARGET = 0.95
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 − p)), with p clipped to [EPS, 1 − EPS] so that scores of 0 and 1 stay finite."""
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
     return np.log(p) - np.log1p(-p)
 
@@ -58,7 +59,7 @@ class Calibrator:
             return p.copy()
         if self.kind == "temperature":
             with np.errstate(over="ignore"):  # exp overflows to inf for far-negative logits: the score is 0.0, rightly
-                return 1.0 / (1.0 + np.exp(-(self.a * _logit(p) + self.b)))
+                return 1.0 / (1.0 + np.exp(-(self.a * logit(p) + self.b)))
         return np.interp(p, self.x, self.y)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def _fit_temperature(y: np.ndarray, p: np.ndarray) -> Calibrator:
 
     if len(np.unique(y)) < 2:
         return IDENTITY
-    model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y)
+    model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p)[:, None], y)
     a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
     return Calibrator("temperature", a=a, b=b) if a > 0 else IDENTITY
 

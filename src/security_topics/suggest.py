@@ -23,6 +23,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from security_topics.calibration import logit
 from security_topics.data import Example, read_text
 from security_topics.errors import JSON_ERRORS, DataError, json_problem
 from security_topics.labels import LabelSet
@@ -120,16 +121,11 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
 # --- uncertainty and diversity ------------------------------------------------------------------
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(p) - np.log1p(-p)
-
-
 def uncertainty(scores: np.ndarray, reject: np.ndarray, accept: np.ndarray) -> np.ndarray:
     """Per text, how unsure the model is about its most uncertain topic, in (0, 1]: 1 inside a
     topic's band [reject, accept) (a band of zero width is the threshold), falling as exp(−d) with d
     the distance in logits to the band's nearest edge."""
-    s, lo, hi = _logit(scores), _logit(reject), _logit(accept)
+    s, lo, hi = logit(scores), logit(reject), logit(accept)
     distance = np.where(s < lo, lo - s, np.where(s > hi, s - hi, 0.0))
     return np.exp(-distance.min(axis=1)) if len(s) else np.zeros(0)
 

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from helpers import compose_config, compose_train, logged_run, train_run
 from omegaconf import OmegaConf
+from scipy.special import expit
 
 from security_topics import tracking
+from security_topics.calibration import logit
 from security_topics.corpus import CorpusSpec, load_splits
 from security_topics.data import read_sentences
 from security_topics.decisions import decide
@@ -287,12 +289,13 @@ def test_an_ensemble_trains_saves_and_loads_like_any_model(workspace):
     card = json.loads((run.dir / "model" / "security_topics.json").read_text())
     assert card["family"] == "ensemble" and card["settings"]["members"] == ["tfidf", "tiny"]
     assert sum(card["settings"]["weights"]) == pytest.approx(1.0)
+    assert card["settings"]["combination"] == "logits"  # as configs/model/tiny_tfidf.yaml says
     predictor = Predictor.load(run.model_dir)
     member = Predictor.load(run.dir / "model" / "members" / "tfidf")
     texts = ["ضبط شحنة كبتاجون في ميناء جدة", "اختراق خوادم شركة الطيران"]
     w_tfidf = card["settings"]["weights"][0]
     tiny = Predictor.load(run.dir / "model" / "members" / "tiny")
-    expected = w_tfidf * member.raw_scores(texts) + (1 - w_tfidf) * tiny.raw_scores(texts)
+    expected = expit(w_tfidf * logit(member.raw_scores(texts)) + (1 - w_tfidf) * logit(tiny.raw_scores(texts)))
     assert np.allclose(predictor.raw_scores(texts), expected)  # the model's own scores, before calibration
     assert run.metrics["test_macro_f1"] > _majority_macro_f1(run.cfg, "test") + 0.4
 

@@ -15,28 +15,37 @@ from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, tune_thresholds
 from security_topics.models.card import ModelCard
-from security_topics.models.ensemble import EnsembleModel
+from security_topics.models.ensemble import COMBINATIONS, EnsembleModel, combine
 from security_topics.recipes.settings import MetricsLogger, TrainerSettings, no_logging
 
 log = logging.getLogger(__name__)
 
 
 class EnsembleRecipe:
-    """Members are recipes (built from their own `configs/model/*.yaml`); weights are tuned or fixed."""
+    """Members are recipes (built from their own `configs/model/*.yaml`); weights are tuned or fixed,
+    and `combination` says what they average (`models.ensemble.combine`)."""
 
     family = "ensemble"
 
     def __init__(
-        self, name: str, members: Mapping[str, Any], weights: str | Sequence[float] = "tune", step: float = 0.1
+        self,
+        name: str,
+        members: Mapping[str, Any],
+        weights: str | Sequence[float] = "tune",
+        step: float = 0.1,
+        combination: str = "probabilities",
     ):
         if len(members) < 2:
             raise ConfigError(f"model.members: an ensemble needs at least two members, got {list(members)}")
         if weights != "tune" and (len(weights) != len(members) or not np.isclose(sum(weights), 1.0)):
             raise ConfigError(f"model.weights must be 'tune' or one weight per member summing to 1, got {weights}")
+        if combination not in COMBINATIONS:
+            raise ConfigError(f"model.combination must be one of {COMBINATIONS}, got {combination!r}")
         self.name = name
         self.members = dict(members)
         self.weights = weights
         self.step = float(step)
+        self.combination = combination
 
     def fit(
         self,
@@ -57,27 +66,33 @@ class EnsembleRecipe:
         for name, p in zip(fitted, probs):  # each member alone, as the ensemble is judged: tuned thresholds
             f1 = compute_metrics(y_val, p >= tune_thresholds(y_val, p), labels.names)["macro_f1"]
             log_metrics({f"val_member_{name}_macro_f1": f1}, None)
-        weights = self._choose_weights(probs, y_val, labels) if self.weights == "tune" else list(self.weights)
-        log.info("ensemble weights %s", dict(zip(fitted, weights)))
+        weights = self.choose_weights(probs, y_val, labels) if self.weights == "tune" else list(self.weights)
+        log.info("ensemble weights %s (%s averaged)", dict(zip(fitted, weights)), self.combination)
         card = ModelCard(
             family=self.family,
             labels=list(labels.names),
             thresholds=[0.5] * len(labels),
             normalization={},
-            settings={"name": self.name, "members": list(fitted), "weights": [float(w) for w in weights]},
+            settings={
+                "name": self.name,
+                "members": list(fitted),
+                "weights": [float(w) for w in weights],
+                "combination": self.combination,
+            },
         )
         return EnsembleModel(card, list(fitted.values()))
 
-    def _choose_weights(self, probs: list[np.ndarray], y: np.ndarray, labels: LabelSet) -> list[float]:
-        """The weights on a grid (step `self.step`, summing to 1) with the best validation macro-F1
-        after per-topic threshold tuning; ties go to the most even weights."""
+    def choose_weights(self, probs: list[np.ndarray], y: np.ndarray, labels: LabelSet) -> list[float]:
+        """The weights on a grid (step `self.step`, summing to 1) whose `combination` of the members'
+        validation scores `probs` has the best macro-F1 after per-topic threshold tuning; ties go to
+        the most even weights."""
         steps = int(round(1 / self.step))
         best, best_key = None, None
         for combo in itertools.product(range(steps + 1), repeat=len(probs) - 1):
             if sum(combo) > steps:
                 continue
             weights = [c / steps for c in combo] + [(steps - sum(combo)) / steps]
-            mixed = sum(w * p for w, p in zip(weights, probs))
+            mixed = combine(probs, weights, self.combination)
             f1 = compute_metrics(y, mixed >= tune_thresholds(y, mixed), labels.names)["macro_f1"]
             key = (round(f1, 6), -float(np.ptp(weights)))
             if best_key is None or key > best_key:

@@ -1,6 +1,6 @@
 """An ensemble of saved models: their probabilities, or their logits, averaged with fixed weights.
 
-Saved as a directory whose card lists the members and weights, with each member a complete model
+Saved as a directory whose card lists the members, weights and combination, with each member a complete model
 directory under `members/`, so every member loads (and can be served) on its own too.
 """
 

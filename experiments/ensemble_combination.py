@@ -25,7 +25,7 @@ import numpy as np
 
 from security_topics.aggregation import fit_rule
 from security_topics.data import read_articles, read_sentences
-from security_topics.decisions import fit_decisions, settings_from_card, time_groups
+from security_topics.decisions import decide, fit_decisions, settings_from_card, time_groups
 from security_topics.labels import LabelSet
 from security_topics.metrics import compute_metrics, cv_splits, shared_thresholds
 from security_topics.models import load_model
@@ -115,16 +115,15 @@ def report(predictor: Predictor, labels: LabelSet) -> None:
     """The written test and `test_real` at the full fit, and the seed article (reported only)."""
     line = []
     for split in ("test", "test_real"):
-        rows = read_sentences(PROCESSED / f"{split}.jsonl", labels)
-        y = labels.encode_many([e.labels for e in rows])
-        sentences = f1(y, predictor.raw_scores([e.text for e in rows]) >= predictor.raw_thresholds, labels.names)
-        rows = read_articles(PROCESSED / f"articles_{split}.jsonl", labels)
-        y = labels.encode_many([a.labels for a in rows])
-        results = predictor.predict_articles([a.text for a in rows], titles=[a.title for a in rows])
-        decided = np.array([[n in r.labels for n in labels.names] for r in results])
+        sentences = read_sentences(PROCESSED / f"{split}.jsonl", labels)
+        articles = read_articles(PROCESSED / f"articles_{split}.jsonl", labels)
+        decided = decide(predictor, sentences, articles)
+        y = labels.encode_many([e.labels for e in sentences])
+        ya = labels.encode_many([a.labels for a in articles])
         line.append(
-            f"{split} sentences {sentences:.3f}, articles micro {f1(y, decided, labels.names, 'micro_f1'):.3f} / "
-            f"macro {f1(y, decided, labels.names):.3f}"
+            f"{split} sentences {f1(y, decided.sentence_labels, labels.names):.3f}, articles micro "
+            f"{f1(ya, decided.article_labels, labels.names, 'micro_f1'):.3f} / "
+            f"macro {f1(ya, decided.article_labels, labels.names):.3f}"
         )
     j = labels.names.index("sports_security")
     result = predictor.predict_article(SEED.read_text(encoding="utf-8"))

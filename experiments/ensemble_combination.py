@@ -108,6 +108,9 @@ def compare(path: str) -> None:
             f"real ({real_articles.sum()}) micro {f1(*on_real, names, 'micro_f1'):.3f}"
             f" / macro {f1(*on_real, names):.3f}"
         )
+        topics = compute_metrics(y[real], decided[real], names)
+        pr = ", ".join(f"{n} {topics[f'{n}_precision']:.2f} / {topics[f'{n}_recall']:.2f}" for n in names)
+        print(f"    real sentences out of fold, precision / recall: {pr}")
         report(predictor, labels)
 
 

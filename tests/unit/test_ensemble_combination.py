@@ -45,7 +45,7 @@ def test_the_recipe_refuses_an_unknown_combination_and_tunes_weights_for_the_one
         EnsembleRecipe("e", {"x": None, "y": None}, combination="median")
     labels = LabelSet.of(["a"])
     y = np.array([[1], [1], [0], [0]])
-    # member 1 ranks every row right; member 2 ranks them backwards: all weight goes to member 1
+    # member 1 ranks every row right; member 2 ranks them backwards: the weight leans to member 1
     good, bad = np.array([[0.9], [0.8], [0.2], [0.1]]), np.array([[0.1], [0.2], [0.8], [0.9]])
     for how in ("probabilities", "logits"):
         recipe = EnsembleRecipe("e", {"x": None, "y": None}, combination=how)

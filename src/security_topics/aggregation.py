@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from security_topics.calibration import sigmoid
 from security_topics.metrics import (
     DEFAULT_GRID,
     bagged_thresholds,
@@ -89,7 +90,7 @@ class ArticleRule:
         if self.kind == "max":
             return features[:, 0].copy()
         logits = np.einsum("tf,tf->t", features, self.coef) + self.intercept
-        return 1.0 / (1.0 + np.exp(-logits))
+        return sigmoid(logits)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "thresholds": self.thresholds.tolist()}

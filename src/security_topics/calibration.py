@@ -31,6 +31,13 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^−x), the inverse of `logit`, in x's float type (ONNX scores stay float32). A
+    far-negative x overflows e^−x to inf and gives 0.0, rightly, without a warning."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
 @dataclass(frozen=True)
 class Calibrator:
     """One topic's map from a model score to a calibrated probability (strictly increasing)."""
@@ -58,8 +65,7 @@ class Calibrator:
         if self.kind == "none":
             return p.copy()
         if self.kind == "temperature":
-            with np.errstate(over="ignore"):  # exp overflows to inf for far-negative logits: the score is 0.0, rightly
-                return 1.0 / (1.0 + np.exp(-(self.a * logit(p) + self.b)))
+            return sigmoid(self.a * logit(p) + self.b)
         return np.interp(p, self.x, self.y)
 
     def to_dict(self) -> dict[str, Any]:

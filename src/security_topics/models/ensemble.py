@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from security_topics.calibration import logit
+from security_topics.calibration import logit, sigmoid
 from security_topics.errors import ModelDirError
 from security_topics.models.card import ModelCard, Scores, TopicModel
 
@@ -29,7 +29,7 @@ def combine(probs: Sequence[np.ndarray], weights: Sequence[float], how: str = "p
         raise ValueError(f"ensemble combination must be one of {COMBINATIONS}, got {how!r}")
     if how == "probabilities":
         return sum(w * np.asarray(p) for w, p in zip(weights, probs))
-    return 1.0 / (1.0 + np.exp(-sum(w * logit(p) for w, p in zip(weights, probs))))
+    return sigmoid(sum(w * logit(p) for w, p in zip(weights, probs)))
 
 
 class EnsembleModel:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from security_topics.calibration import sigmoid
 from security_topics.models.card import ModelCard, ModelDirError, Scores
 from security_topics.models.runtime import default_num_threads, length_batches
 
@@ -91,7 +92,7 @@ class OnnxModel:
                 input_ids[row, : len(ids[i])] = ids[i]
                 mask[row, : len(ids[i])] = 1
             (logits,) = self.session.run([OUTPUT], {"input_ids": input_ids, "attention_mask": mask})
-            probs[index] = 1.0 / (1.0 + np.exp(-logits.astype(np.float32)))
+            probs[index] = sigmoid(logits.astype(np.float32))
         return Scores(probs, truncated)
 
     def save(self, directory: Path) -> None:

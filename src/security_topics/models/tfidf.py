@@ -20,6 +20,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from security_topics.calibration import sigmoid
 from security_topics.errors import JSON_ERRORS
 from security_topics.models.card import CARD_FILE, ModelCard, ModelDirError, Scores
 
@@ -108,7 +109,7 @@ class TfidfModel:
         for i, text in enumerate(self.card.model_inputs(texts)):
             columns, values = self._weights(text)
             logits[i] = coef[:, columns] @ values + intercept
-        return Scores(1.0 / (1.0 + np.exp(-logits)), np.zeros(len(texts), dtype=bool))
+        return Scores(sigmoid(logits), np.zeros(len(texts), dtype=bool))
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> sparse.csr_matrix:
         """TF-IDF vectors (sparse, unit length): where texts stand for this model."""

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from datasets import Dataset
 from transformers import (
@@ -23,6 +22,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from security_topics.calibration import sigmoid
 from security_topics.data import Example
 from security_topics.errors import ConfigError
 from security_topics.labels import LabelSet
@@ -277,7 +277,7 @@ def fine_tune(
 
 def _validation_metrics(prediction: EvalPrediction, labels: LabelSet) -> dict[str, float]:
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    y_pred = (1.0 / (1.0 + np.exp(-logits))) >= 0.5
+    y_pred = sigmoid(logits) >= 0.5
     metrics = compute_metrics(prediction.label_ids, y_pred, labels.names)
     return {k: metrics[k] for k in ("macro_f1", "micro_f1", "exact_match")}
 

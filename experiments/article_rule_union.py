@@ -9,9 +9,8 @@ on the written test and `test_real` articles (reported only, never used to choos
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+from each_model import run
 
 from security_topics.aggregation import RULE_KINDS, ArticleRule, fit_rule
 from security_topics.data import read_articles
@@ -63,12 +62,5 @@ def compare(path: str) -> None:
             print(f"  {split} articles, {kind}: macro-F1 {m['macro_f1']:.3f}, micro-F1 {m['micro_f1']:.3f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+")
-    for path in parser.parse_args().models:
-        compare(path)
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__, compare)

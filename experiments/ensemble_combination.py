@@ -16,12 +16,12 @@ members as trained:
 
 from __future__ import annotations
 
-import argparse
 import copy
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from each_model import run
 
 from security_topics.aggregation import fit_rule
 from security_topics.data import read_articles, read_sentences
@@ -136,12 +136,5 @@ def report(predictor: Predictor, labels: LabelSet) -> None:
     print("    reported only: " + "; ".join(line))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+")
-    for path in parser.parse_args().models:
-        compare(path)
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__, compare)

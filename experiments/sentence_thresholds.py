@@ -17,11 +17,11 @@ on, `test_real` sentences at the full fit.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from each_model import run
 
 from security_topics.data import read_sentences
 from security_topics.decisions import time_groups
@@ -85,12 +85,5 @@ def compare(path: str) -> None:
                 )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+")
-    for path in parser.parse_args().models:
-        compare(path)
-
-
 if __name__ == "__main__":
-    main()
+    run(__doc__, compare)

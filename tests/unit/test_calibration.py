@@ -16,6 +16,8 @@ from security_topics.calibration import (
     fit_band,
     fit_bands,
     fit_calibrator,
+    logit,
+    sigmoid,
 )
 
 
@@ -132,3 +134,12 @@ def test_a_steep_temperature_saturates_without_overflow_warnings():
         warnings.simplefilter("error")
         scores = steep(np.array([0.0, 1e-6, 0.5, 1.0]))
     assert scores[0] == 0.0 and scores[1] == 0.0 and 0.0 < scores[2] < 1.0 and scores[3] == 1.0
+
+
+def test_sigmoid_inverts_logit_keeps_float32_and_saturates_silently():
+    p = np.array([1e-4, 0.2, 0.5, 0.9, 1 - 1e-4])
+    assert sigmoid(logit(p)) == pytest.approx(p, rel=1e-9)
+    assert sigmoid(np.array([-2.0, 0.0, 3.0], dtype=np.float32)).dtype == np.float32  # ONNX scores stay float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sigmoid(np.array([-1000.0]))[0] == 0.0 and sigmoid(np.array([1000.0]))[0] == 1.0

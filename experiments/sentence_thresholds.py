@@ -57,32 +57,34 @@ def compare(path: str) -> None:
     scores_test = model.score([e.text for e in test_real]).probs
     folds = cv_splits(len(y), time_groups(val), 5)
     print(f"{path}: {len(y)} validation sentences, {real.sum()} real; {len(folds)} folds grouped by time")
-    kept, rng = None, np.random.default_rng(0)
-    draws = [rng.integers(0, real.sum(), real.sum()) for _ in range(200)]
-    for kind in KINDS:
-        for rows in ("all", "real"):
-            for bagged in (False, True):
-                fit = fitter(kind, rows, bagged)
-                decided = np.zeros_like(y)
-                for train, test in folds:
-                    decided[test] = scores[test] >= fit(y[train], scores[train], real[train])
-                on_real = compute_metrics(y[real], decided[real], names)
-                kept = decided[real] if kept is None else kept  # the first fit: what training keeps
-                gaps = [
-                    compute_metrics(y[real][d], decided[real][d], names)["macro_f1"]
-                    - compute_metrics(y[real][d], kept[d], names)["macro_f1"]
-                    for d in draws
-                ]
-                full = fit(y, scores, real)
-                reported = compute_metrics(y_test, scores_test >= full, names)
-                topics = " ".join(f"{on_real[n + '_f1']:.3f}" for n in names)
-                print(
-                    f"  {kind:9s} on {rows:4s} rows{' bagged' if bagged else '       '}: out of fold, real "
-                    f"{on_real['macro_f1']:.3f} ({np.mean(gaps):+.3f} ± {np.std(gaps):.3f} against the first), "
-                    f"all {compute_metrics(y, decided, names)['macro_f1']:.3f} | real per topic {topics}"
-                    f" | thresholds {' '.join(f'{t:.2f}' for t in full)}"
-                    f" | test_real (reported only) {reported['macro_f1']:.3f}"
-                )
+    fits = {
+        (kind, rows, bagged): fitter(kind, rows, bagged)
+        for kind in KINDS
+        for rows in ("all", "real")
+        for bagged in (False, True)
+    }
+    decided = {key: np.zeros_like(y) for key in fits}
+    for train, test in folds:
+        for key, fit in fits.items():
+            decided[key][test] = scores[test] >= fit(y[train], scores[train], real[train])
+    y_real, kept = y[real], decided[("shared", "all", False)][real]  # what training keeps
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(y_real), len(y_real)) for _ in range(200)]
+    kept_f1 = [compute_metrics(y_real[d], kept[d], names)["macro_f1"] for d in draws]
+    for (kind, rows, bagged), fit in fits.items():
+        mine = decided[(kind, rows, bagged)]
+        on_real = compute_metrics(y_real, mine[real], names)
+        gaps = [compute_metrics(y_real[d], mine[real][d], names)["macro_f1"] - f1 for d, f1 in zip(draws, kept_f1)]
+        full = fit(y, scores, real)
+        reported = compute_metrics(y_test, scores_test >= full, names)
+        topics = " ".join(f"{on_real[n + '_f1']:.3f}" for n in names)
+        print(
+            f"  {kind:9s} on {rows:4s} rows{' bagged' if bagged else '       '}: out of fold, real "
+            f"{on_real['macro_f1']:.3f} ({np.mean(gaps):+.3f} ± {np.std(gaps):.3f} against the first), "
+            f"all {compute_metrics(y, mine, names)['macro_f1']:.3f} | real per topic {topics}"
+            f" | thresholds {' '.join(f'{t:.2f}' for t in full)}"
+            f" | test_real (reported only) {reported['macro_f1']:.3f}"
+        )
 
 
 if __name__ == "__main__":
